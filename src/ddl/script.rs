@@ -1,0 +1,307 @@
+//! A migration script split into statements by the server's own raw parser, so that dollar
+//! quotes, comments, `E''` strings and nested function bodies are handled exactly as Postgres
+//! handles them. Each statement keeps its number and line for error messages.
+
+use crate::error::{Failure, Result};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::{PgList, PgSqlErrorCode};
+use std::ffi::CString;
+
+/// Which script of a migration this is, for messages ("up SQL of version 42").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// 1-based position in the script.
+    pub number: usize,
+    /// 1-based line of the statement's first token.
+    pub line: usize,
+    /// The statement's text, without the terminating semicolon.
+    pub sql: String,
+}
+
+impl Statement {
+    /// The first 200 characters of the statement on one line, for error messages.
+    pub fn fragment(&self) -> String {
+        let flat = self.sql.trim().split_whitespace().collect::<Vec<_>>().join(" ");
+        match flat.char_indices().nth(200) {
+            Some((cut, _)) => format!("{}…", &flat[..cut]),
+            None => flat,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Script {
+    pub direction: Direction,
+    pub statements: Vec<Statement>,
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let col = 1 + String::from_utf8_lossy(&before[line_start..]).chars().count();
+    (line, col)
+}
+
+/// Offset of the first token at or after `from`: skips whitespace, `--` and `/* */` comments
+/// (nested, as in Postgres).
+fn first_token(text: &str, from: usize) -> usize {
+    let b = text.as_bytes();
+    let mut i = from;
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if b[i..].starts_with(b"--") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if b[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else {
+            return i.min(b.len());
+        }
+    }
+}
+
+/// Position (1-based, in characters, as Postgres reports it) of the error being raised, read by
+/// an error context callback while the error is built; the raw parser sets it on syntax errors.
+static mut ERROR_POSITION: i32 = 0;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn remember_error_position(_arg: *mut std::ffi::c_void) {
+    unsafe {
+        ERROR_POSITION = pg_sys::geterrposition();
+    }
+}
+
+/// Byte offset of a 1-based character position.
+fn char_pos_to_offset(text: &str, pos: i32) -> usize {
+    if pos <= 1 {
+        return 0;
+    }
+    text.char_indices().nth(pos as usize - 1).map_or(text.len(), |(o, _)| o)
+}
+
+/// Parse `sql` into statements. Syntax errors are reported with line and column within the
+/// script, and nothing else happens.
+pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
+    let c_sql = CString::new(sql).map_err(|_| {
+        Failure::new(
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            format!("{} SQL of version \"{version}\" contains a NUL byte", direction.as_str()),
+        )
+    })?;
+
+    let parsed = unsafe {
+        ERROR_POSITION = 0;
+        let mut callback = pg_sys::ErrorContextCallback {
+            previous: pg_sys::error_context_stack,
+            callback: Some(remember_error_position),
+            arg: std::ptr::null_mut(),
+        };
+        let saved = pg_sys::error_context_stack;
+        pg_sys::error_context_stack = &mut callback;
+        let result = PgTryBuilder::new(|| {
+            Ok(pg_sys::raw_parser(c_sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT))
+        })
+        .catch_others(|caught| Err(caught))
+        .execute();
+        pg_sys::error_context_stack = saved;
+        result
+    };
+
+    let list = match parsed {
+        Ok(list) => list,
+        Err(caught) => {
+            let (message, code) = match &caught {
+                pg_sys::panic::CaughtError::PostgresError(e)
+                | pg_sys::panic::CaughtError::ErrorReport(e)
+                | pg_sys::panic::CaughtError::RustPanic { ereport: e, .. } => {
+                    (e.message().to_string(), e.sql_error_code())
+                }
+            };
+            let offset = char_pos_to_offset(sql, unsafe { ERROR_POSITION });
+            let (line, col) = line_col(sql, offset);
+            let line_text = sql[..].lines().nth(line - 1).unwrap_or("").trim_end();
+            return Err(Failure::new(
+                code,
+                format!(
+                    "{} in {} SQL of version \"{version}\" at line {line}, column {col}",
+                    message,
+                    direction.as_str()
+                ),
+            )
+            .detail(format!("Line {line}: {line_text}"))
+            .hint("Nothing was run. Fix the SQL and call the function again."));
+        }
+    };
+
+    let mut statements = Vec::new();
+    unsafe {
+        let raw = PgList::<pg_sys::RawStmt>::from_pg(list);
+        for stmt in raw.iter_ptr() {
+            let loc = (*stmt).stmt_location.max(0) as usize;
+            let len = (*stmt).stmt_len;
+            let end = if len <= 0 { sql.len() } else { (loc + len as usize).min(sql.len()) };
+            let start = first_token(sql, loc).min(end);
+            let text = &sql[start..end];
+            if text.trim().is_empty() {
+                continue;
+            }
+            let (line, _) = line_col(sql, start);
+            statements.push(Statement {
+                number: statements.len() + 1,
+                line,
+                sql: text.to_string(),
+            });
+            let problem = refuse_in_transaction((*stmt).stmt);
+            if let Some(what) = problem {
+                let s = statements.last().unwrap();
+                return Err(Failure::new(
+                    PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+                    format!(
+                        "statement {} (line {}) of {} SQL of version \"{version}\" cannot run inside a migration: {what}",
+                        s.number,
+                        s.line,
+                        direction.as_str()
+                    ),
+                )
+                .detail(format!("Statement: {}", s.fragment()))
+                .hint(hint_for_refused(what)));
+            }
+        }
+    }
+
+    if statements.is_empty() {
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{} SQL of version \"{version}\" contains no statements", direction.as_str()),
+        )
+        .hint("Pass at least one SQL statement; comments alone do nothing."));
+    }
+    Ok(Script { direction, statements })
+}
+
+fn hint_for_refused(what: &str) -> &'static str {
+    if what.starts_with("transaction control") {
+        "pg_migrate runs every migration in the caller's transaction and undoes all of it on error; remove BEGIN/COMMIT/ROLLBACK/SAVEPOINT."
+    } else {
+        "Run this statement on its own, outside a transaction block (for example with psql, autocommit on), after the migration that prepares it."
+    }
+}
+
+/// Statements Postgres refuses inside a transaction block or a function, found before anything
+/// runs so that a migration never half-applies because of them.
+unsafe fn refuse_in_transaction(node: *mut pg_sys::Node) -> Option<&'static str> {
+    use pg_sys::NodeTag::*;
+    if node.is_null() {
+        return None;
+    }
+    unsafe {
+        match (*node).type_ {
+            T_TransactionStmt => Some("transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) is not allowed"),
+            T_IndexStmt if (*(node as *mut pg_sys::IndexStmt)).concurrent => {
+                Some("CREATE INDEX CONCURRENTLY cannot run inside a transaction block")
+            }
+            T_DropStmt if (*(node as *mut pg_sys::DropStmt)).concurrent => {
+                Some("DROP INDEX CONCURRENTLY cannot run inside a transaction block")
+            }
+            T_ReindexStmt if has_option((*(node as *mut pg_sys::ReindexStmt)).params, "concurrently") => {
+                Some("REINDEX CONCURRENTLY cannot run inside a transaction block")
+            }
+            T_VacuumStmt if (*(node as *mut pg_sys::VacuumStmt)).is_vacuumcmd => {
+                Some("VACUUM cannot run inside a transaction block")
+            }
+            T_CreatedbStmt | T_DropdbStmt => Some("CREATE/DROP DATABASE cannot run inside a transaction block"),
+            T_AlterSystemStmt => Some("ALTER SYSTEM cannot run inside a transaction block"),
+            T_CreateTableSpaceStmt | T_DropTableSpaceStmt => {
+                Some("CREATE/DROP TABLESPACE cannot run inside a transaction block")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether a DefElem list (a statement's option list) names `name`.
+unsafe fn has_option(list: *mut pg_sys::List, name: &str) -> bool {
+    unsafe {
+        PgList::<pg_sys::DefElem>::from_pg(list).iter_ptr().any(|d| {
+            !(*d).defname.is_null() && std::ffi::CStr::from_ptr((*d).defname).to_bytes() == name.as_bytes()
+        })
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    #[pg_test]
+    fn splits_statements_with_dollar_quotes_and_comments() {
+        let sql = "-- header\nCREATE TABLE t (id int);\n\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;\n/* c */ INSERT INTO t VALUES (1)";
+        let script = parse(Direction::Up, "v1", sql).unwrap();
+        assert_eq!(script.statements.len(), 3);
+        assert_eq!(script.statements[0].line, 2);
+        assert_eq!(script.statements[0].sql, "CREATE TABLE t (id int)");
+        assert_eq!(script.statements[1].line, 4);
+        assert!(script.statements[1].sql.contains("SELECT 1; $$"));
+        assert_eq!(script.statements[2].line, 5);
+        assert_eq!(script.statements[2].sql, "INSERT INTO t VALUES (1)");
+    }
+
+    #[pg_test]
+    fn syntax_error_has_line_and_column() {
+        let err = parse(Direction::Up, "v1", "SELECT 1;\nSELEC 2;").unwrap_err();
+        assert!(err.message.contains("at line 2, column 1"), "{}", err.message);
+        assert!(err.message.contains("syntax error"), "{}", err.message);
+        assert_eq!(err.code, PgSqlErrorCode::ERRCODE_SYNTAX_ERROR);
+    }
+
+    #[pg_test]
+    fn refuses_concurrently_and_transaction_control() {
+        let err = parse(Direction::Up, "v1", "CREATE TABLE a(i int);\nCREATE INDEX CONCURRENTLY i ON a(i);").unwrap_err();
+        assert!(err.message.contains("statement 2 (line 2)"), "{}", err.message);
+        let err = parse(Direction::Down, "v1", "COMMIT;").unwrap_err();
+        assert!(err.message.contains("transaction control"), "{}", err.message);
+        assert!(parse(Direction::Up, "v1", "-- nothing\n;;").is_err());
+    }
+
+    #[pg_test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé d", 7), (2, 4));
+        assert_eq!(line_col("", 0), (1, 1));
+    }
+}

@@ -1,0 +1,95 @@
+//! Scoped changes to the backend's session state, undone when the scope ends (also on error):
+//! GUC values (how a function's SET clause works) and the current user (how SECURITY DEFINER
+//! works). pg_migrate reads and writes its catalog as the extension owner with a pinned
+//! search_path, while the user's migration SQL runs as the caller with the caller's search_path.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::ffi::CString;
+
+/// GUC values set through this scope are restored when it is dropped. Values the user's own SQL
+/// sets inside the scope (SET search_path in a migration) are kept, as after a function call.
+pub struct GucScope {
+    level: i32,
+}
+
+impl GucScope {
+    pub fn new() -> Self {
+        GucScope { level: unsafe { pg_sys::NewGUCNestLevel() } }
+    }
+
+    pub fn set(&self, name: &str, value: &str) {
+        let name = CString::new(name).expect("GUC names have no NUL");
+        let value = CString::new(value).expect("GUC values have no NUL");
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+}
+
+impl Drop for GucScope {
+    fn drop(&mut self) {
+        unsafe { pg_sys::AtEOXact_GUC(true, self.level) }
+    }
+}
+
+/// Runs `f` as the owner of the pg_migrate extension with `search_path = pg_catalog, pg_temp`.
+/// This is how catalog rows get written by roles that may not write the catalog tables
+/// themselves: there is no SQL-callable back door, only this Rust path.
+pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
+    let guc = GucScope::new();
+    guc.set("search_path", "pg_catalog, pg_temp");
+    let owner = Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_migrate'",
+    )
+    .ok()
+    .flatten()
+    .expect("pg_migrate is installed in this database");
+
+    let mut caller = pg_sys::InvalidOid;
+    let mut sec_context = 0;
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut caller, &mut sec_context) };
+    let _restore = RestoreUser { user: caller, sec_context };
+    unsafe {
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            sec_context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        )
+    };
+    let result = f();
+    drop(guc);
+    result
+}
+
+struct RestoreUser {
+    user: pg_sys::Oid,
+    sec_context: i32,
+}
+
+impl Drop for RestoreUser {
+    fn drop(&mut self) {
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.sec_context) }
+    }
+}
+
+/// The role calling pg_migrate (current_user) and the session's login role.
+pub fn caller_names() -> (String, String) {
+    unsafe {
+        let name = |oid: pg_sys::Oid| {
+            let p = pg_sys::GetUserNameFromId(oid, false);
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        };
+        (name(pg_sys::GetUserId()), name(pg_sys::GetSessionUserId()))
+    }
+}

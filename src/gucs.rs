@@ -1,0 +1,80 @@
+//! Settings a user can change with SET or in postgresql.conf. Defaults follow what GitLab's
+//! `with_lock_retries` and pgroll use: a few hundred milliseconds per lock attempt, growing, with a
+//! bounded total (about 20 s with the defaults; see `ddl::retry::schedule`).
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(250);
+pub static LOCK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static MAX_SCRIPT_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+
+pub fn register() {
+    GucRegistry::define_int_guc(
+        c"migrate.lock_timeout",
+        c"lock_timeout for the first try of each migration statement.",
+        c"Each retry waits 50% longer, up to four times this value.",
+        &LOCK_TIMEOUT_MS,
+        1,
+        60_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"migrate.lock_retries",
+        c"How many times a statement whose lock was not granted is retried.",
+        c"0 means a single try. The error after the last try names the blocking sessions.",
+        &LOCK_RETRIES,
+        0,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"migrate.retry_backoff",
+        c"Pause before the first retry of a statement whose lock was not granted.",
+        c"The pause doubles with every retry, capped at 2 s, with up to 25% random jitter.",
+        &RETRY_BACKOFF_MS,
+        0,
+        60_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"migrate.statement_timeout",
+        c"Maximum run time of each migration statement (0 disables).",
+        c"Applies to each statement of an up or down script, on top of the session's statement_timeout.",
+        &STATEMENT_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"migrate.max_script_size",
+        c"Largest up or down script migrate.apply() accepts.",
+        c"Migrations are DDL; bulk data belongs in COPY or a backfill job.",
+        &MAX_SCRIPT_KB,
+        1,
+        1024 * 1024,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
+}
+
+pub fn lock_timeout_ms() -> i32 {
+    LOCK_TIMEOUT_MS.get()
+}
+pub fn lock_retries() -> i32 {
+    LOCK_RETRIES.get()
+}
+pub fn retry_backoff_ms() -> i32 {
+    RETRY_BACKOFF_MS.get()
+}
+pub fn statement_timeout_ms() -> i32 {
+    STATEMENT_TIMEOUT_MS.get()
+}
+pub fn max_script_bytes() -> usize {
+    MAX_SCRIPT_KB.get() as usize * 1024
+}

@@ -1,0 +1,28 @@
+//! pg_migrate: safe, zero-downtime schema migrations from inside PostgreSQL.
+//!
+//! This file only wires modules together. Data flows one way (see DESIGN.md):
+//! SQL call → `version` (decides what to do) → `ddl` (does it) → `version::history` (remembers it).
+
+use pgrx::prelude::*;
+
+mod catalog;
+mod ddl;
+mod error;
+mod gucs;
+mod version;
+
+pgrx::pg_module_magic!();
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::register();
+}
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

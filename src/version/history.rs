@@ -1,0 +1,201 @@
+//! The only code that reads or writes `migrate.migrations` and `migrate.events`. Every access
+//! runs as the extension owner with a pinned search_path (`ddl::session::as_extension_owner`).
+
+use crate::ddl::session::{as_extension_owner, caller_names};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+/// Advisory lock key that serialises every pg_migrate call that changes history
+/// (the bytes of "pgmigrat" read as an integer).
+const LOCK_KEY: i64 = 0x7067_6d69_6772_6174;
+
+/// One row of `migrate.migrations`, as deciding code needs it.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub version: String,
+    pub name: Option<String>,
+    pub checksum: Option<String>,
+    pub state: String,
+    pub is_baseline: bool,
+    pub down: Option<String>,
+}
+
+/// Serialises concurrent deployers until the caller's transaction ends. Waiting here holds no
+/// lock that application traffic needs.
+pub fn lock() {
+    as_extension_owner(|| {
+        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[LOCK_KEY.into()])
+            .expect("advisory lock");
+    })
+}
+
+const COLUMNS: &str = "version, name, checksum, state, is_baseline, down";
+
+fn select(condition_and_order: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Vec<Version> {
+    let query = format!("SELECT {COLUMNS} FROM migrate.migrations {condition_and_order}");
+    as_extension_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(&query, None, &args)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(Version {
+                    version: row.get::<String>(1)?.unwrap_or_default(),
+                    name: row.get::<String>(2)?,
+                    checksum: row.get::<String>(3)?,
+                    state: row.get::<String>(4)?.unwrap_or_default(),
+                    is_baseline: row.get::<bool>(5)?.unwrap_or(false),
+                    down: row.get::<String>(6)?,
+                });
+            }
+            Ok::<_, pgrx::spi::SpiError>(out)
+        })
+        .expect("read migrate.migrations")
+    })
+}
+
+pub fn find(version: &str) -> Option<Version> {
+    select("WHERE version = $1", vec![version.into()]).into_iter().next()
+}
+
+/// The newest applied version (by version order), the one `rollback()` undoes by default.
+pub fn latest_applied() -> Option<Version> {
+    select("WHERE state = 'applied' ORDER BY version COLLATE \"C\" DESC LIMIT 1", vec![])
+        .into_iter()
+        .next()
+}
+
+/// Applied versions newer than `version`, newest first.
+pub fn applied_after(version: &str) -> Vec<Version> {
+    select(
+        "WHERE state = 'applied' AND version COLLATE \"C\" > $1 COLLATE \"C\" ORDER BY version COLLATE \"C\" DESC",
+        vec![version.into()],
+    )
+}
+
+/// The newest baseline, if any: versions at or below it are taken as already in the schema.
+pub fn baseline() -> Option<Version> {
+    select("WHERE is_baseline AND state = 'applied' ORDER BY version COLLATE \"C\" DESC LIMIT 1", vec![])
+        .into_iter()
+        .next()
+}
+
+/// What an apply leaves behind.
+pub struct Applied<'a> {
+    pub version: &'a str,
+    pub name: Option<&'a str>,
+    pub checksum: &'a str,
+    pub up: &'a str,
+    pub down: Option<&'a str>,
+    pub duration_ms: f64,
+    pub previous: Option<&'a Version>,
+}
+
+pub fn record_applied(a: &Applied) {
+    let (actor, _) = caller_names();
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO migrate.migrations AS m
+                    (version, name, checksum, up, down, state, applied_by, applied_at, duration_ms)
+             VALUES ($1, $2, $3, $4, $5, 'applied', $6, clock_timestamp(), round($7::numeric, 3))
+             ON CONFLICT (version) DO UPDATE
+                SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, up = EXCLUDED.up,
+                    down = EXCLUDED.down, state = 'applied', applied_by = EXCLUDED.applied_by,
+                    applied_at = EXCLUDED.applied_at, duration_ms = EXCLUDED.duration_ms,
+                    rolled_back_by = NULL, rolled_back_at = NULL",
+            &[
+                a.version.into(),
+                a.name.into(),
+                a.checksum.into(),
+                a.up.into(),
+                a.down.into(),
+                actor.as_str().into(),
+                a.duration_ms.into(),
+            ],
+        )
+        .expect("record apply");
+    });
+    let mut detail = serde_json::json!({ "checksum": a.checksum, "duration_ms": a.duration_ms });
+    if let Some(prev) = a.previous {
+        if prev.checksum.as_deref() != Some(a.checksum) {
+            detail["previous_checksum"] = prev.checksum.clone().into();
+        }
+    }
+    event(
+        a.version,
+        if a.previous.is_some() { "reapply" } else { "apply" },
+        a.previous.map(|p| p.state.as_str()),
+        Some("applied"),
+        detail,
+    );
+}
+
+pub fn record_rolled_back(version: &Version, duration_ms: f64) {
+    let (actor, _) = caller_names();
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "UPDATE migrate.migrations
+                SET state = 'rolled_back', rolled_back_by = $2, rolled_back_at = clock_timestamp()
+              WHERE version = $1",
+            &[version.version.as_str().into(), actor.as_str().into()],
+        )
+        .expect("record rollback");
+    });
+    event(
+        &version.version,
+        "rollback",
+        Some(&version.state),
+        Some("rolled_back"),
+        serde_json::json!({ "duration_ms": duration_ms }),
+    );
+}
+
+pub fn record_baseline(version: &str, name: Option<&str>) {
+    let (actor, _) = caller_names();
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO migrate.migrations (version, name, state, is_baseline, applied_by, applied_at, duration_ms)
+             VALUES ($1, $2, 'applied', true, $3, clock_timestamp(), 0)",
+            &[version.into(), name.into(), actor.as_str().into()],
+        )
+        .expect("record baseline");
+    });
+    event(version, "baseline", None, Some("applied"), serde_json::json!({}));
+}
+
+pub fn record_repair(previous: &Version, checksum: &str, up: &str) {
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "UPDATE migrate.migrations SET checksum = $2, up = $3 WHERE version = $1",
+            &[previous.version.as_str().into(), checksum.into(), up.into()],
+        )
+        .expect("record repair");
+    });
+    event(
+        &previous.version,
+        "repair",
+        Some(&previous.state),
+        Some(&previous.state),
+        serde_json::json!({ "previous_checksum": previous.checksum, "checksum": checksum }),
+    );
+}
+
+fn event(version: &str, action: &str, from: Option<&str>, to: Option<&str>, detail: Value) {
+    let (actor, session_role) = caller_names();
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO migrate.events (version, action, from_state, to_state, actor, session_role, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                version.into(),
+                action.into(),
+                from.into(),
+                to.into(),
+                actor.as_str().into(),
+                session_role.as_str().into(),
+                JsonB(detail).into(),
+            ],
+        )
+        .expect("append event");
+    });
+}
