@@ -1,1 +1,195 @@
+//! Harness for pg_migrate's integration tests: each test starts its own PostgreSQL 15 cluster
+//! (as the postgres user when run as root, on a free port, data in a temporary directory) with
+//! the installed extension, and stops and removes it when the test ends, also on failure.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub use postgres::{Client, Error, NoTls};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A command run as the postgres user when we are root (Postgres refuses to run as root).
+pub fn pg_command(program: &str) -> Command {
+    let path = if program.contains('/') { program.to_string() } else { format!("{PG_BIN}/{program}") };
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    };
+    cmd.env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running scratch cluster. Dropping it stops the server and removes its files.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        Self::start_with(&[])
+    }
+
+    /// Starts a cluster with extra `postgresql.conf` lines.
+    pub fn start_with(settings: &[&str]) -> Cluster {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("pg_migrate_it_{}_{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            run(Command::new("chown").args(["postgres:postgres", dir.to_str().unwrap()]), "chown");
+        }
+        let data = dir.join("data");
+        run(
+            pg_command("initdb").args(["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"]),
+            "initdb",
+        );
+        let port = free_port();
+        let mut conf = format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\nmax_connections = 50\nlog_min_messages = warning\n",
+            dir.display()
+        );
+        for s in settings {
+            conf.push_str(s);
+            conf.push('\n');
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).unwrap();
+        existing.push_str(&conf);
+        // Written as root is fine: the file keeps its owner and mode.
+        std::fs::write(&conf_path, existing).unwrap();
+        let cluster = Cluster { dir, port };
+        run(
+            pg_command("pg_ctl").args([
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                cluster.log_path().to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]),
+            "pg_ctl start",
+        );
+        cluster
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    pub fn conn_string(&self, db: &str, user: &str) -> String {
+        format!("host=127.0.0.1 port={} user={user} dbname={db} connect_timeout=10", self.port)
+    }
+
+    /// A session as `postgres` on `db`.
+    pub fn connect(&self, db: &str) -> Client {
+        self.connect_as(db, "postgres")
+    }
+
+    pub fn connect_as(&self, db: &str, user: &str) -> Client {
+        Client::connect(&self.conn_string(db, user), NoTls).unwrap_or_else(|e| panic!("connect to {db} as {user}: {e}"))
+    }
+
+    /// A session whose NOTICE messages are collected in the returned vector.
+    pub fn connect_with_notices(&self, db: &str, user: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let sink = notices.clone();
+        let mut config: postgres::Config = self.conn_string(db, user).parse().unwrap();
+        config.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
+        (config.connect(NoTls).unwrap(), notices)
+    }
+
+    /// Creates database `db` with pg_migrate installed.
+    pub fn create_db(&self, db: &str) {
+        let mut admin = self.connect("postgres");
+        admin.batch_execute(&format!("CREATE DATABASE \"{db}\"")).unwrap();
+        self.connect(db).batch_execute("CREATE EXTENSION pg_migrate").unwrap();
+    }
+
+    /// Runs a PostgreSQL client program (pg_dump, psql, …) against this cluster.
+    pub fn client_program(&self, program: &str) -> Command {
+        let mut cmd = Command::new(Path::new(PG_BIN).join(program));
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"]);
+        cmd
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = pg_command("pg_ctl")
+            .args(["-D", self.data_dir().to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(self.log_path()) {
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- server log (last lines) ---");
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The SQLSTATE, message, detail and hint of a failed query, for assertions.
+pub fn db_error(e: &Error) -> (String, String, String, String) {
+    let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));
+    (
+        db.code().code().to_string(),
+        db.message().to_string(),
+        db.detail().unwrap_or("").to_string(),
+        db.hint().unwrap_or("").to_string(),
+    )
+}
+
+/// Polls `cond` every 20 ms for up to `secs` seconds.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}

@@ -18,6 +18,7 @@ pub fn checksum_of(sql: &str) -> String {
 
 /// `migrate.checksum(sql)`: the checksum migrate.apply() records for this up text.
 #[pg_extern(immutable, strict, parallel_safe, name = "checksum")]
+#[search_path(pg_catalog, pg_temp)]
 fn checksum(sql: &str) -> String {
     checksum_of(sql)
 }

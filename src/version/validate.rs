@@ -26,7 +26,12 @@ pub fn version(version: Option<&str>) -> Result<&str> {
         .hint("Use a timestamp or a number with a short name, such as '20240115143000_add_status'."));
     }
     if let Some(bad) = v.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
-        let shown: String = v.chars().take(60).flat_map(char::escape_default).collect();
+        // Control characters are shown escaped so the message stays on one line.
+        let shown: String = v
+            .chars()
+            .take(60)
+            .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+            .collect();
         return Err(Failure::new(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("migration version \"{shown}\" contains the character {:?}", bad),

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# A guided tour of pg_migrate on a scratch PostgreSQL 15 cluster. Run it as is on a fresh Debian
+# machine: it installs what is missing (scripts/setup.sh), builds and installs the extension, starts
+# a throwaway cluster as the postgres user on a free port, tells a short migration story with psql,
+# and always stops the cluster and removes its files on exit, also when something fails.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO"
+
+"$REPO/scripts/setup.sh"
+
+say "building and installing the extension (cargo pgrx install)"
+install_extension
+
+# ---------------------------------------------------------------------------------------------
+# A scratch cluster that exists only while this script runs.
+WORK=$(mktemp -d /tmp/pg_migrate_demo.XXXXXX)
+DATA=$WORK/data
+LOCKER_PID=
+
+cleanup() {
+    local rc=$?
+    set +e
+    cd /
+    if [ -n "$LOCKER_PID" ] && kill -0 "$LOCKER_PID" 2>/dev/null; then
+        kill "$LOCKER_PID" 2>/dev/null; wait "$LOCKER_PID" 2>/dev/null
+    fi
+    if [ -f "$DATA/postmaster.pid" ]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w -t 20 stop >/dev/null 2>&1 ||
+            as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m immediate -w -t 20 stop >/dev/null 2>&1
+    fi
+    rm -rf "$WORK"
+    if [ "$rc" != 0 ]; then echo "demo failed (exit code $rc); the scratch cluster was stopped and removed" >&2; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+cd "$WORK"
+PORT=$(free_port)
+
+say "starting a scratch PostgreSQL $PG_MAJOR cluster on port $PORT (data in $WORK)"
+as_postgres "$PG_BIN/initdb" -D "$DATA" -A trust -U postgres -E UTF8 --locale=C --no-sync \
+    --no-instructions >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log"; exit 1; }
+cat >>"$DATA/postgresql.conf" <<EOF
+port = $PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK'
+fsync = off
+EOF
+as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 start >/dev/null ||
+    { cat "$WORK/server.log"; exit 1; }
+
+export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres PGDATABASE=shop PGAPPNAME=pg_migrate_demo
+unset PGSERVICE PGPASSWORD PGOPTIONS
+
+# psql as a reader would type it: no psqlrc, stop at the first error, echo each query.
+sql() { psql -X -q -v ON_ERROR_STOP=1 --echo-queries "$@" 2>&1; }
+explain() { printf '%s\n\n' "$*"; }
+
+say "creating the database shop and the extension (schema migrate)"
+sql -d postgres -c 'CREATE DATABASE shop'
+sql -c 'CREATE EXTENSION pg_migrate'
+
+# ---------------------------------------------------------------------------------------------
+# The migrations of this story. Each is a version, up SQL and down SQL, as in any migration tool.
+V1=20240115100000_create_users
+V1_UP='CREATE TABLE users (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email      text NOT NULL UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT now()
+);'
+V1_DOWN='DROP TABLE users;'
+
+V2=20240201090000_orders_and_display_name
+V2_UP='ALTER TABLE users ADD COLUMN display_name text;
+CREATE TABLE orders (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id     bigint NOT NULL REFERENCES users,
+    total_cents bigint NOT NULL CHECK (total_cents >= 0),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);'
+V2_DOWN='DROP TABLE orders;
+ALTER TABLE users DROP COLUMN display_name;'
+
+V3=20240301120000_add_last_login
+V3_UP='ALTER TABLE users ADD COLUMN last_login_at timestamptz;'
+V3_DOWN='ALTER TABLE users DROP COLUMN last_login_at;'
+
+# ---------------------------------------------------------------------------------------------
+say "1. first migration: create the users table"
+explain "migrate.apply(version, up, down) runs the up SQL in this transaction and records the version."
+sql -v up="$V1_UP" -v down="$V1_DOWN" <<SQL
+SELECT migrate.apply('$V1', up => :'up', down => :'down');
+SQL
+
+say "2. load 200,000 users (plain SQL, outside pg_migrate) so that users is a real table"
+sql <<'SQL'
+INSERT INTO users (email, created_at)
+SELECT format('user%s@example.com', g), now() - g * interval '1 minute'
+  FROM generate_series(1, 200000) AS g;
+ANALYZE users;
+SELECT count(*) AS users, pg_size_pretty(pg_total_relation_size('users')) AS size FROM users;
+SQL
+
+say "3. second migration: a nullable column and a new table, in one version"
+explain "Several statements are one migration: all of them are applied, or none."
+sql -v up="$V2_UP" -v down="$V2_DOWN" <<SQL
+SELECT migrate.apply('$V2', up => :'up', down => :'down');
+SQL
+
+say "4. what pg_migrate knows: migrate.status()"
+sql -c 'SELECT * FROM migrate.status();'
+
+say "5. applying the same version again is a no-op"
+explain "A deploy that runs every migration file again changes nothing: same version, same checksum."
+sql -v up="$V1_UP" -v down="$V1_DOWN" <<SQL
+SELECT migrate.apply('$V1', up => :'up', down => :'down');
+SQL
+
+say "6. an applied migration that was edited afterwards is refused"
+explain "Same version, different up SQL (email became varchar(320)): an ERROR with both checksums and a HINT."
+V1_EDITED=${V1_UP/email      text/email      varchar(320)}
+if sql -v up="$V1_EDITED" -v down="$V1_DOWN" <<SQL
+SELECT migrate.apply('$V1', up => :'up', down => :'down');
+SQL
+then
+    echo "expected a checksum mismatch error" >&2; exit 1
+fi
+echo
+explain "Line endings and trailing whitespace do not count: the checksum of the original text with CRLF and trailing spaces is unchanged."
+sql -v up="$V1_UP" -v crlf="${V1_UP//$'\n'/$' \r\n'}  " <<'SQL'
+SELECT migrate.checksum(:'up') = migrate.checksum(:'crlf') AS same_checksum;
+SQL
+
+say "7. statements that cannot run inside a transaction are refused before anything runs"
+explain "CREATE INDEX CONCURRENTLY, VACUUM, BEGIN/COMMIT ... are refused for now (background jobs will run them later)."
+if sql <<'SQL'
+SELECT migrate.apply('20240215000000_index_email',
+    $up$CREATE INDEX CONCURRENTLY users_created_at_idx ON users (created_at);$up$);
+SQL
+then
+    echo "expected CREATE INDEX CONCURRENTLY to be refused" >&2; exit 1
+fi
+
+say "8. polite locking: a migration meets a long-running reader"
+explain "Another session holds ACCESS SHARE on users for 3 s (a long report). ALTER TABLE needs ACCESS EXCLUSIVE."
+explain "pg_migrate tries with a short lock_timeout (200 ms here) so that queries queued behind it are not stalled for long, backs off, names the blocking session, and tries again."
+psql -X -q -d shop -c "BEGIN; LOCK TABLE users IN ACCESS SHARE MODE; SELECT pg_sleep(3); COMMIT;" >/dev/null &
+LOCKER_PID=$!
+for _ in $(seq 100); do
+    held=$(psql -X -tA -c "SELECT count(*) FROM pg_locks WHERE relation = 'users'::regclass
+                            AND mode = 'AccessShareLock' AND granted AND pid <> pg_backend_pid()")
+    [ "$held" = 1 ] && break
+    sleep 0.05
+done
+sql -v up="$V3_UP" -v down="$V3_DOWN" <<SQL
+SET migrate.lock_timeout = '200ms';
+SELECT migrate.apply('$V3', up => :'up', down => :'down');
+SQL
+wait "$LOCKER_PID"
+LOCKER_PID=
+
+say "9. roll back the latest version"
+explain "migrate.rollback() runs the recorded down SQL of the latest applied version."
+sql <<'SQL'
+SELECT migrate.rollback();
+SELECT version, state, applied_at, has_down FROM migrate.status();
+SQL
+
+say "10. roll back everything after the first version"
+explain "migrate.rollback_to(version) keeps that version and rolls back every newer one, newest first."
+sql <<SQL
+SELECT * FROM migrate.rollback_to('$V1');
+SELECT version, state, applied_at, has_down FROM migrate.status();
+SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position;
+SQL
+
+say "11. the audit trail: migrate.events (append-only)"
+sql -c 'SELECT version, action, actor, at FROM migrate.events ORDER BY id;'
+
+say "done: the scratch cluster is stopped and removed on exit"
