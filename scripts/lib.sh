@@ -1,6 +1,7 @@
 # Shared by the scripts in this folder. Source it; it does nothing by itself.
 PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# PG_BIN may point at another PostgreSQL 15 installation; Debian's is the default.
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 PG_CONFIG=$PG_BIN/pg_config
 PGRX_VERSION=0.18.1
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

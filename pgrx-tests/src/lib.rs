@@ -10,7 +10,11 @@ use std::sync::{Arc, Mutex};
 
 pub use postgres::{Client, Error, NoTls};
 
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Where the PostgreSQL 15 programs are: Debian's, unless PG_BIN points elsewhere (a second
+/// relocated copy lets two checkouts test side by side without overwriting each other's build).
+pub fn pg_bin() -> String {
+    std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string())
+}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -24,7 +28,7 @@ fn is_root() -> bool {
 
 /// A command run as the postgres user when we are root (Postgres refuses to run as root).
 pub fn pg_command(program: &str) -> Command {
-    let path = if program.contains('/') { program.to_string() } else { format!("{PG_BIN}/{program}") };
+    let path = if program.contains('/') { program.to_string() } else { format!("{}/{program}", pg_bin()) };
     let mut cmd = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", &path]);
@@ -145,7 +149,7 @@ impl Cluster {
 
     /// Runs a PostgreSQL client program (pg_dump, psql, …) against this cluster.
     pub fn client_program(&self, program: &str) -> Command {
-        let mut cmd = Command::new(Path::new(PG_BIN).join(program));
+        let mut cmd = Command::new(Path::new(&pg_bin()).join(program));
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"]);
         cmd
     }
