@@ -15,7 +15,7 @@ CREATE TABLE migrate.migrations (
     up            text,
     down          text,
     state         text NOT NULL
-                  CHECK (state IN ('applying', 'applied', 'failed', 'rolled_back')),
+                  CHECK (state IN ('applying', 'applied', 'failed', 'rolling_back', 'rolled_back')),
     is_baseline   boolean NOT NULL DEFAULT false,
     applied_by    name,
     applied_at    timestamptz,

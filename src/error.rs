@@ -11,11 +11,13 @@ pub struct Failure {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// The statement number and line a migration failed at, when it failed at one.
+    pub statement: Option<(usize, usize)>,
 }
 
 impl Failure {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into(), detail: None, hint: None }
+        Failure { code, message: message.into(), detail: None, hint: None, statement: None }
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -25,6 +27,11 @@ impl Failure {
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn at(mut self, number: usize, line: usize) -> Self {
+        self.statement = Some((number, line));
         self
     }
 
@@ -58,4 +65,10 @@ impl<T> OrRaise<T> for Result<T> {
 
 pub fn notice(message: impl AsRef<str>) {
     pgrx::notice!("{}", message.as_ref());
+}
+
+/// The five-character SQLSTATE of an error code (Postgres packs it six bits a character).
+pub fn sqlstate(code: PgSqlErrorCode) -> String {
+    let packed = code as i32;
+    (0..5).map(|i| (((packed >> (6 * i)) & 0x3f) as u8 + b'0') as char).collect()
 }

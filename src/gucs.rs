@@ -9,6 +9,8 @@ pub static LOCK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MAX_SCRIPT_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(4);
+pub static DATABASE_NAMES: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -61,6 +63,39 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::UNIT_KB,
     );
+    GucRegistry::define_int_guc(
+        c"migrate.max_workers",
+        c"Most pg_migrate job workers running at once in the cluster.",
+        c"More jobs wait in the queue. Each worker also takes a max_worker_processes slot.",
+        &MAX_WORKERS,
+        1,
+        1024,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// Settings of the optional launcher (pg_migrate in shared_preload_libraries).
+pub fn register_launcher_settings() {
+    GucRegistry::define_string_guc(
+        c"migrate.database_name",
+        c"Databases whose pg_migrate jobs the launcher resumes (comma-separated).",
+        c"Only read when pg_migrate is in shared_preload_libraries. Like pg_cron's cron.database_name.",
+        &DATABASE_NAMES,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+}
+
+pub fn database_names() -> Vec<String> {
+    DATABASE_NAMES
+        .get()
+        .map(|c| c.to_string_lossy().split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+pub fn max_workers() -> i32 {
+    MAX_WORKERS.get()
 }
 
 pub fn lock_timeout_ms() -> i32 {

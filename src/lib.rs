@@ -10,12 +10,16 @@ mod ddl;
 mod error;
 mod gucs;
 mod version;
+mod worker;
 
 pgrx::pg_module_magic!();
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        worker::launcher::register();
+    }
 }
 
 #[cfg(test)]

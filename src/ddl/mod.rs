@@ -2,6 +2,7 @@
 //! retries, subtransactions), and scoped session state. Nothing here decides *what* to do.
 
 pub mod blockers;
+pub mod classify;
 pub mod retry;
 pub mod script;
 pub mod session;

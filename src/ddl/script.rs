@@ -2,6 +2,8 @@
 //! quotes, comments, `E''` strings and nested function bodies are handled exactly as Postgres
 //! handles them. Each statement keeps its number and line for error messages.
 
+use super::classify::{self, Class, TopLevel};
+use super::subxact::Caught;
 use crate::error::{Failure, Result};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -32,16 +34,19 @@ pub struct Statement {
     pub line: usize,
     /// The statement's text, without the terminating semicolon.
     pub sql: String,
+    /// Set when the statement cannot run inside a transaction block: it runs in a background
+    /// worker as a top-level statement, with everything after it in the script.
+    pub top_level: Option<TopLevel>,
 }
 
 impl Statement {
+    pub fn is_top_level(&self) -> bool {
+        self.top_level.is_some()
+    }
+
     /// The first 200 characters of the statement on one line, for error messages.
     pub fn fragment(&self) -> String {
-        let flat = self.sql.trim().split_whitespace().collect::<Vec<_>>().join(" ");
-        match flat.char_indices().nth(200) {
-            Some((cut, _)) => format!("{}…", &flat[..cut]),
-            None => flat,
-        }
+        super::retry::fragment(&self.sql)
     }
 }
 
@@ -49,6 +54,17 @@ impl Statement {
 pub struct Script {
     pub direction: Direction,
     pub statements: Vec<Statement>,
+}
+
+impl Script {
+    /// The statements that run in the caller's transaction (everything before the first
+    /// top-level statement) and the rest, which a background job runs in order after the caller
+    /// commits. Keeping the rest together preserves the script's order: a statement that needs
+    /// the concurrently built index runs after it.
+    pub fn split(&self) -> (&[Statement], &[Statement]) {
+        let at = self.statements.iter().position(Statement::is_top_level).unwrap_or(self.statements.len());
+        self.statements.split_at(at)
+    }
 }
 
 /// 1-based line and column of a byte offset.
@@ -134,11 +150,10 @@ pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
         };
         let saved = pg_sys::error_context_stack;
         pg_sys::error_context_stack = &mut callback;
-        let result = PgTryBuilder::new(|| {
-            Ok(pg_sys::raw_parser(c_sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT))
-        })
-        .catch_others(|caught| Err(caught))
-        .execute();
+        // In a subtransaction, so that a syntax error leaves the session exactly as it was.
+        let result = super::subxact::run(|| {
+            pg_sys::raw_parser(c_sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)
+        });
         pg_sys::error_context_stack = saved;
         result
     };
@@ -146,13 +161,7 @@ pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
     let list = match parsed {
         Ok(list) => list,
         Err(caught) => {
-            let (message, code) = match &caught {
-                pg_sys::panic::CaughtError::PostgresError(e)
-                | pg_sys::panic::CaughtError::ErrorReport(e)
-                | pg_sys::panic::CaughtError::RustPanic { ereport: e, .. } => {
-                    (e.message().to_string(), e.sql_error_code())
-                }
-            };
+            let Caught { message, code, .. } = caught;
             let offset = char_pos_to_offset(sql, unsafe { ERROR_POSITION });
             let (line, col) = line_col(sql, offset);
             let line_text = sql[..].lines().nth(line - 1).unwrap_or("").trim_end();
@@ -182,13 +191,17 @@ pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
                 continue;
             }
             let (line, _) = line_col(sql, start);
+            let class = classify::classify((*stmt).stmt);
             statements.push(Statement {
                 number: statements.len() + 1,
                 line,
                 sql: text.to_string(),
+                top_level: match &class {
+                    Class::TopLevel(t) => Some(t.clone()),
+                    _ => None,
+                },
             });
-            let problem = refuse_in_transaction((*stmt).stmt);
-            if let Some(what) = problem {
+            if let Class::Refused { what, hint } = class {
                 let s = statements.last().unwrap();
                 return Err(Failure::new(
                     PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
@@ -200,7 +213,7 @@ pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
                     ),
                 )
                 .detail(format!("Statement: {}", s.fragment()))
-                .hint(hint_for_refused(what)));
+                .hint(hint));
             }
         }
     }
@@ -213,55 +226,6 @@ pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
         .hint("Pass at least one SQL statement; comments alone do nothing."));
     }
     Ok(Script { direction, statements })
-}
-
-fn hint_for_refused(what: &str) -> &'static str {
-    if what.starts_with("transaction control") {
-        "pg_migrate runs every migration in the caller's transaction and undoes all of it on error; remove BEGIN/COMMIT/ROLLBACK/SAVEPOINT."
-    } else {
-        "Run this statement on its own, outside a transaction block (for example with psql, autocommit on), after the migration that prepares it."
-    }
-}
-
-/// Statements Postgres refuses inside a transaction block or a function, found before anything
-/// runs so that a migration never half-applies because of them.
-unsafe fn refuse_in_transaction(node: *mut pg_sys::Node) -> Option<&'static str> {
-    use pg_sys::NodeTag::*;
-    if node.is_null() {
-        return None;
-    }
-    unsafe {
-        match (*node).type_ {
-            T_TransactionStmt => Some("transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) is not allowed"),
-            T_IndexStmt if (*(node as *mut pg_sys::IndexStmt)).concurrent => {
-                Some("CREATE INDEX CONCURRENTLY cannot run inside a transaction block")
-            }
-            T_DropStmt if (*(node as *mut pg_sys::DropStmt)).concurrent => {
-                Some("DROP INDEX CONCURRENTLY cannot run inside a transaction block")
-            }
-            T_ReindexStmt if has_option((*(node as *mut pg_sys::ReindexStmt)).params, "concurrently") => {
-                Some("REINDEX CONCURRENTLY cannot run inside a transaction block")
-            }
-            T_VacuumStmt if (*(node as *mut pg_sys::VacuumStmt)).is_vacuumcmd => {
-                Some("VACUUM cannot run inside a transaction block")
-            }
-            T_CreatedbStmt | T_DropdbStmt => Some("CREATE/DROP DATABASE cannot run inside a transaction block"),
-            T_AlterSystemStmt => Some("ALTER SYSTEM cannot run inside a transaction block"),
-            T_CreateTableSpaceStmt | T_DropTableSpaceStmt => {
-                Some("CREATE/DROP TABLESPACE cannot run inside a transaction block")
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Whether a DefElem list (a statement's option list) names `name`.
-unsafe fn has_option(list: *mut pg_sys::List, name: &str) -> bool {
-    unsafe {
-        PgList::<pg_sys::DefElem>::from_pg(list).iter_ptr().any(|d| {
-            !(*d).defname.is_null() && std::ffi::CStr::from_ptr((*d).defname).to_bytes() == name.as_bytes()
-        })
-    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -291,8 +255,24 @@ mod tests {
     }
 
     #[pg_test]
-    fn refuses_concurrently_and_transaction_control() {
-        let err = parse(Direction::Up, "v1", "CREATE TABLE a(i int);\nCREATE INDEX CONCURRENTLY i ON a(i);").unwrap_err();
+    fn splits_at_the_first_top_level_statement() {
+        let script = parse(
+            Direction::Up,
+            "v1",
+            "CREATE TABLE a(i int);\nCREATE INDEX CONCURRENTLY i ON a(i);\nALTER TABLE a ADD UNIQUE USING INDEX i;",
+        )
+        .unwrap();
+        let (now, later) = script.split();
+        assert_eq!(now.len(), 1);
+        assert_eq!(later.len(), 2);
+        assert_eq!(later[0].top_level.as_ref().unwrap().kind, "create_index");
+        assert_eq!(later[0].top_level.as_ref().unwrap().relation.as_deref(), Some("a"));
+        assert!(later[1].top_level.is_none());
+    }
+
+    #[pg_test]
+    fn refuses_transaction_control() {
+        let err = parse(Direction::Up, "v1", "CREATE TABLE a(i int);\nCREATE DATABASE x;").unwrap_err();
         assert!(err.message.contains("statement 2 (line 2)"), "{}", err.message);
         let err = parse(Direction::Down, "v1", "COMMIT;").unwrap_err();
         assert!(err.message.contains("transaction control"), "{}", err.message);

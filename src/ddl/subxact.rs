@@ -25,6 +25,25 @@ impl From<&ErrorReportWithLevel> for Caught {
     }
 }
 
+impl Caught {
+    pub fn from_caught(caught: &CaughtError) -> Caught {
+        match caught {
+            CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) | CaughtError::RustPanic { ereport: e, .. } => {
+                Caught::from(e)
+            }
+        }
+    }
+}
+
+impl From<Caught> for crate::error::Failure {
+    fn from(c: Caught) -> Self {
+        let mut f = crate::error::Failure::new(c.code, c.message);
+        f.detail = c.detail;
+        f.hint = c.hint;
+        f
+    }
+}
+
 /// Runs `f` inside a subtransaction. On success the subtransaction is released (its work stays
 /// part of the caller's transaction); on error it is rolled back and the error returned.
 pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
@@ -46,11 +65,7 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
         })
         .catch_others(move |caught| {
             pg_sys::MemoryContextSwitchTo(memcx);
-            let report = match &caught {
-                CaughtError::PostgresError(e)
-                | CaughtError::ErrorReport(e)
-                | CaughtError::RustPanic { ereport: e, .. } => Caught::from(e),
-            };
+            let report = Caught::from_caught(&caught);
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
             pg_sys::MemoryContextSwitchTo(memcx);
             pg_sys::CurrentResourceOwner = owner;

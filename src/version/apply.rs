@@ -1,8 +1,11 @@
 //! `migrate.apply()`: decide whether a version must run, run it politely, record it.
 
 use super::checksum::checksum_of;
-use super::{history, validate, Running};
+use super::{validate, Running};
+use crate::catalog::history;
+use crate::catalog::jobs;
 use crate::ddl::{retry, script};
+use crate::worker::{self, launch};
 use crate::error::{notice, Failure, OrRaise, Result};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -17,7 +20,9 @@ fn apply(
     down: default!(Option<&str>, "NULL"),
     name: default!(Option<&str>, "NULL"),
 ) -> String {
-    apply_version(version, up, down, name).or_raise()
+    apply_version(version, up, down, name)
+        .map_err(|f| super::record_attempt(version, "apply_failed", f))
+        .or_raise()
 }
 
 fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, name: Option<&str>) -> Result<String> {
@@ -28,6 +33,8 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
     let checksum = checksum_of(up);
 
     history::lock();
+    launch::resume_orphans();
+    refuse_in_flight(version)?;
     let previous = history::find(version);
     if let Some(prev) = &previous {
         match prev.state.as_str() {
@@ -52,12 +59,16 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
                     "An applied migration must not be edited: add a new version for the change. If the edit was deliberate and the schema already matches it, record it with SELECT migrate.repair('{version}', <up SQL>)."
                 )));
             }
-            "applying" => {
+            "failed" if prev.checksum.as_deref() == Some(checksum.as_str()) => {
+                return resume_failed(prev);
+            }
+            "failed" => {
                 return Err(Failure::new(
-                    PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-                    format!("version \"{version}\" is still being applied"),
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("version \"{version}\" failed in its background job and its up SQL has changed since"),
                 )
-                .hint("Wait for its background steps to finish; see migrate.status()."));
+                .detail("The statements before the failed one were committed; running the edited script again could repeat them.")
+                .hint(format!("Apply the original SQL again to resume from the failed statement, or roll the version back with SELECT migrate.rollback('{version}')."))); 
             }
             _ => {}
         }
@@ -85,9 +96,18 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
         script::parse(script::Direction::Down, version, d)?;
     }
 
+    let (now, later) = up_script.split();
+    if !later.is_empty() {
+        launch::check_owner_can_log_in(unsafe { pg_sys::GetUserId() })?;
+    }
     let started = Instant::now();
-    retry::run_script(version, &up_script)?;
+    retry::run_script(version, &up_script, now)?;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let job = if later.is_empty() {
+        None
+    } else {
+        Some(worker::submit(&super::steps_of(version, &up_script, later))?)
+    };
 
     let derived = validate::default_name(version);
     history::record_applied(&history::Applied {
@@ -98,13 +118,60 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
         down,
         duration_ms,
         previous: previous.as_ref(),
+        job,
     });
-    notice(format!(
-        "pg_migrate: applied \"{version}\" ({} statements, {:.0} ms)",
-        up_script.statements.len(),
-        duration_ms
-    ));
+    if let Some(job) = job {
+        notice(format!(
+            "pg_migrate: version \"{version}\" is applying: statements {}-{} run in background job {job} after this transaction commits; follow it with CALL migrate.wait({job})",
+            later[0].number,
+            up_script.statements.len()
+        ));
+        return Ok("applying".to_string());
+    }
+    notice(format!("pg_migrate: applied \"{version}\" ({}, {duration_ms:.0} ms)", super::count(now.len(), "statement")));
     Ok("applied".to_string())
+}
+
+/// Only one migration at a time may have background work in flight: the next one could depend
+/// on it, and waiting for it here would hold a snapshot its CREATE INDEX CONCURRENTLY waits for.
+pub fn refuse_in_flight(version: &str) -> Result<()> {
+    match history::in_flight() {
+        Some(busy) => {
+            let job = history::job_ids(&busy.version).last().copied().unwrap_or_default();
+            Err(Failure::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+                format!("version \"{}\" is still {} in background job {job}", busy.version, busy.state.replace('_', " ")),
+            )
+            .detail(format!("\"{version}\" must wait until that job has ended."))
+            .hint(format!("COMMIT, then CALL migrate.wait({job}); or cancel it with SELECT migrate.cancel({job}).")))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The failed version's job starts again at the statement that failed.
+fn resume_failed(prev: &history::Version) -> Result<String> {
+    let Some(job) = history::job_ids(&prev.version).last().copied() else {
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("version \"{}\" failed and has no job to resume", prev.version),
+        ));
+    };
+    jobs::requeue(job);
+    history::record_resumed(&prev.version, job);
+    let args = launch::JobArgs {
+        job,
+        database: unsafe { pg_sys::MyDatabaseId },
+        owner: unsafe { pg_sys::GetUserId() },
+        creator_xid: worker::current_xid(),
+    };
+    launch::check_owner_can_log_in(args.owner)?;
+    launch::start(args)?;
+    notice(format!(
+        "pg_migrate: resuming version \"{}\" in job {job} from the statement that failed; follow it with CALL migrate.wait({job})",
+        prev.version
+    ));
+    Ok("applying".to_string())
 }
 
 /// Version order: byte order (COLLATE "C"), the order every timestamp-prefixed scheme sorts in.

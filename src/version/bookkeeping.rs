@@ -1,7 +1,8 @@
 //! `migrate.baseline()` and `migrate.repair()`: change the record without running SQL.
 
 use super::checksum::checksum_of;
-use super::{history, validate};
+use super::validate;
+use crate::catalog::history;
 use crate::error::{notice, Failure, OrRaise, Result};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;

@@ -3,13 +3,15 @@
 mod apply;
 mod bookkeeping;
 mod checksum;
-mod history;
+
 mod rollback;
-mod validate;
+pub mod validate;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
+use crate::catalog::jobs::Step;
+use crate::ddl::script::{Script, Statement};
 use crate::error::{Failure, Result};
 use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
@@ -41,4 +43,34 @@ impl Drop for Running {
     fn drop(&mut self) {
         RUNNING.with(|r| r.set(None));
     }
+}
+
+/// The statements a background job runs for `version`.
+pub fn steps_of(version: &str, script: &Script, statements: &[Statement]) -> Vec<Step> {
+    statements
+        .iter()
+        .map(|s| Step {
+            version: Some(version.to_string()),
+            direction: Some(script.direction.as_str().to_string()),
+            number: s.number,
+            total: script.statements.len(),
+            line: s.line,
+            sql: s.sql.clone(),
+            top_level: s.top_level.clone(),
+        })
+        .collect()
+}
+
+/// Hands a failed attempt to a worker so that migrate.events keeps it after the caller's
+/// transaction rolls back (only failures of the migration's own SQL, not refused input).
+pub fn record_attempt(version: Option<&str>, action: &str, failure: Failure) -> Failure {
+    if let (Some(v), Some(_)) = (version, failure.statement) {
+        crate::worker::attempts::record(v, action, &failure);
+    }
+    failure
+}
+
+/// "1 statement", "3 statements".
+pub fn count(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }

@@ -1,8 +1,10 @@
 //! `migrate.rollback()` and `migrate.rollback_to()`: run recorded down SQL, newest first.
 
-use super::history::{self, Version};
 use super::{validate, Running};
+use crate::catalog::history::{self, Version};
+use crate::catalog::jobs::Step;
 use crate::ddl::{retry, script};
+use crate::worker::{self, launch};
 use crate::error::{notice, Failure, OrRaise, Result};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -11,7 +13,9 @@ use std::time::Instant;
 /// Rolls back `version` (default: the latest applied one), which must be the latest applied.
 #[pg_extern(name = "rollback")]
 fn rollback(version: default!(Option<&str>, "NULL")) -> String {
-    rollback_one(version).or_raise()
+    rollback_one(version)
+        .map_err(|f| super::record_attempt(version, "rollback_failed", f))
+        .or_raise()
 }
 
 fn rollback_one(version: Option<&str>) -> Result<String> {
@@ -20,6 +24,8 @@ fn rollback_one(version: Option<&str>) -> Result<String> {
         validate::version(Some(v))?;
     }
     history::lock();
+    launch::resume_orphans();
+    super::apply::refuse_in_flight(version.unwrap_or("the rollback"))?;
     let latest = history::latest_applied();
     let target = match version {
         Some(v) => known(v)?,
@@ -28,12 +34,12 @@ fn rollback_one(version: Option<&str>) -> Result<String> {
                 .hint("See SELECT * FROM migrate.status().")
         })?,
     };
-    if target.state != "applied" {
+    if !in_effect(&target) {
         return Err(Failure::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("version \"{}\" is not applied (its state is {})", target.version, target.state),
         )
-        .hint("Only applied versions can be rolled back; see SELECT * FROM migrate.status()."));
+        .hint("Only applied (or failed) versions can be rolled back; see SELECT * FROM migrate.status()."));
     }
     let latest = latest.expect("an applied version exists");
     if latest.version != target.version {
@@ -48,9 +54,13 @@ fn rollback_one(version: Option<&str>) -> Result<String> {
             "Roll back the newer versions first, or roll back everything after a version with SELECT * FROM migrate.rollback_to('<version to keep>')."
         )));
     }
-    check_down(std::slice::from_ref(&target))?;
-    run_down(&target)?;
-    Ok("rolled_back".to_string())
+    let done = run_downs(std::slice::from_ref(&target))?;
+    Ok(if done.is_some() { "rolling_back" } else { "rolled_back" }.to_string())
+}
+
+/// Applied versions, and failed ones (part of their up SQL took effect), can be rolled back.
+fn in_effect(v: &Version) -> bool {
+    v.state == "applied" || v.state == "failed"
 }
 
 /// Rolls back every applied version after `version`, newest first, all or nothing. Returns the
@@ -67,6 +77,8 @@ fn rollback_after(version: Option<&str>) -> Result<Vec<Version>> {
     let version = validate::version(version)?;
     let _running = Running::enter("migrate.rollback_to")?;
     history::lock();
+    launch::resume_orphans();
+    super::apply::refuse_in_flight(version)?;
     let keep = known(version)?;
     if keep.state != "applied" {
         return Err(Failure::new(
@@ -80,10 +92,7 @@ fn rollback_after(version: Option<&str>) -> Result<Vec<Version>> {
         notice(format!("pg_migrate: nothing is applied after \"{version}\"; nothing to do"));
         return Ok(targets);
     }
-    check_down(&targets)?;
-    for target in &targets {
-        run_down(target)?;
-    }
+    run_downs(&targets)?;
     Ok(targets)
 }
 
@@ -109,15 +118,45 @@ fn check_down(targets: &[Version]) -> Result<()> {
     .hint("Undo the change with a new forward migration instead."))
 }
 
-fn run_down(target: &Version) -> Result<()> {
-    let down = target.down.as_deref().expect("checked by check_down");
-    let parsed = script::parse(script::Direction::Down, &target.version, down)?;
-    let started = Instant::now();
-    retry::run_script(&target.version, &parsed)?;
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    history::record_rolled_back(target, duration_ms);
-    notice(format!("pg_migrate: rolled back \"{}\" ({duration_ms:.0} ms)", target.version));
-    Ok(())
+/// Runs the down SQL of `targets` in order. Once a statement must run in a background job
+/// (DROP INDEX CONCURRENTLY, …), it and everything after it, including later versions' down
+/// SQL, go to one job so that the order is kept. Returns that job, if any.
+fn run_downs(targets: &[Version]) -> Result<Option<i64>> {
+    check_down(targets)?;
+    // Parse everything first: a syntax error in any down script stops the rollback before it starts.
+    let scripts = targets
+        .iter()
+        .map(|t| script::parse(script::Direction::Down, &t.version, t.down.as_deref().expect("checked by check_down")))
+        .collect::<Result<Vec<_>>>()?;
+    if scripts.iter().any(|s| s.statements.iter().any(|st| st.is_top_level())) {
+        launch::check_owner_can_log_in(unsafe { pg_sys::GetUserId() })?;
+    }
+    let mut job_steps: Vec<Step> = Vec::new();
+    let mut deferred: Vec<(&Version, f64)> = Vec::new();
+    for (target, parsed) in targets.iter().zip(&scripts) {
+        let (now, later) = if job_steps.is_empty() { parsed.split() } else { (&parsed.statements[..0], &parsed.statements[..]) };
+        let started = Instant::now();
+        retry::run_script(&target.version, parsed, now)?;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if later.is_empty() {
+            history::record_rolled_back(target, duration_ms, None);
+            notice(format!("pg_migrate: rolled back \"{}\" ({duration_ms:.0} ms)", target.version));
+        } else {
+            job_steps.extend(super::steps_of(&target.version, parsed, later));
+            deferred.push((target, duration_ms));
+        }
+    }
+    if job_steps.is_empty() {
+        return Ok(None);
+    }
+    let job = worker::submit(&job_steps)?;
+    for (target, duration_ms) in deferred {
+        history::record_rolled_back(target, duration_ms, Some(job));
+    }
+    notice(format!(
+        "pg_migrate: rolling back in background job {job} after this transaction commits; follow it with CALL migrate.wait({job})"
+    ));
+    Ok(Some(job))
 }
 
 fn quoted_list(items: &[&str]) -> String {

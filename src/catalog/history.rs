@@ -60,15 +60,32 @@ pub fn find(version: &str) -> Option<Version> {
 
 /// The newest applied version (by version order), the one `rollback()` undoes by default.
 pub fn latest_applied() -> Option<Version> {
-    select("WHERE state = 'applied' ORDER BY version COLLATE \"C\" DESC LIMIT 1", vec![])
+    select("WHERE state IN ('applied', 'failed') ORDER BY version COLLATE \"C\" DESC LIMIT 1", vec![])
         .into_iter()
         .next()
+}
+
+/// A version whose background job has not ended yet, if any.
+pub fn in_flight() -> Option<Version> {
+    select("WHERE state IN ('applying', 'rolling_back') ORDER BY version COLLATE \"C\" LIMIT 1", vec![])
+        .into_iter()
+        .next()
+}
+
+/// The jobs recorded for `version`, newest last.
+pub fn job_ids(version: &str) -> Vec<i64> {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<Vec<i64>>("SELECT job_ids FROM migrate.migrations WHERE version = $1", &[version.into()])
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    })
 }
 
 /// Applied versions newer than `version`, newest first.
 pub fn applied_after(version: &str) -> Vec<Version> {
     select(
-        "WHERE state = 'applied' AND version COLLATE \"C\" > $1 COLLATE \"C\" ORDER BY version COLLATE \"C\" DESC",
+        "WHERE state IN ('applied', 'failed') AND version COLLATE \"C\" > $1 COLLATE \"C\" ORDER BY version COLLATE \"C\" DESC",
         vec![version.into()],
     )
 }
@@ -89,20 +106,25 @@ pub struct Applied<'a> {
     pub down: Option<&'a str>,
     pub duration_ms: f64,
     pub previous: Option<&'a Version>,
+    /// The job that runs the rest of the script; the version stays `applying` until it ends.
+    pub job: Option<i64>,
 }
 
 pub fn record_applied(a: &Applied) {
     let (actor, _) = caller_names();
+    let to_state = if a.job.is_some() { "applying" } else { "applied" };
     as_extension_owner(|| {
         Spi::run_with_args(
             "INSERT INTO migrate.migrations AS m
-                    (version, name, checksum, up, down, state, applied_by, applied_at, duration_ms)
-             VALUES ($1, $2, $3, $4, $5, 'applied', $6, clock_timestamp(), round($7::numeric, 3))
+                    (version, name, checksum, up, down, applied_by, applied_at, duration_ms, state, job_ids)
+             VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), round($7::numeric, 3), $8,
+                     CASE WHEN $9::bigint IS NULL THEN '{}'::bigint[] ELSE ARRAY[$9::bigint] END)
              ON CONFLICT (version) DO UPDATE
                 SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, up = EXCLUDED.up,
-                    down = EXCLUDED.down, state = 'applied', applied_by = EXCLUDED.applied_by,
+                    down = EXCLUDED.down, state = EXCLUDED.state, applied_by = EXCLUDED.applied_by,
                     applied_at = EXCLUDED.applied_at, duration_ms = EXCLUDED.duration_ms,
-                    rolled_back_by = NULL, rolled_back_at = NULL",
+                    rolled_back_by = NULL, rolled_back_at = NULL,
+                    job_ids = m.job_ids || EXCLUDED.job_ids",
             &[
                 a.version.into(),
                 a.name.into(),
@@ -111,11 +133,13 @@ pub fn record_applied(a: &Applied) {
                 a.down.into(),
                 actor.as_str().into(),
                 a.duration_ms.into(),
+                to_state.into(),
+                a.job.into(),
             ],
         )
         .expect("record apply");
     });
-    let mut detail = serde_json::json!({ "checksum": a.checksum, "duration_ms": a.duration_ms });
+    let mut detail = serde_json::json!({ "checksum": a.checksum, "duration_ms": a.duration_ms, "job": a.job });
     if let Some(prev) = a.previous {
         if prev.checksum.as_deref() != Some(a.checksum) {
             detail["previous_checksum"] = prev.checksum.clone().into();
@@ -125,19 +149,22 @@ pub fn record_applied(a: &Applied) {
         a.version,
         if a.previous.is_some() { "reapply" } else { "apply" },
         a.previous.map(|p| p.state.as_str()),
-        Some("applied"),
+        Some(to_state),
         detail,
     );
 }
 
-pub fn record_rolled_back(version: &Version, duration_ms: f64) {
+/// Records a rollback; with a job, the version is `rolling_back` until the job ends.
+pub fn record_rolled_back(version: &Version, duration_ms: f64, job: Option<i64>) {
     let (actor, _) = caller_names();
+    let to_state = if job.is_some() { "rolling_back" } else { "rolled_back" };
     as_extension_owner(|| {
         Spi::run_with_args(
             "UPDATE migrate.migrations
-                SET state = 'rolled_back', rolled_back_by = $2, rolled_back_at = clock_timestamp()
+                SET state = $3, rolled_back_by = $2, rolled_back_at = clock_timestamp(),
+                    job_ids = job_ids || CASE WHEN $4::bigint IS NULL THEN '{}'::bigint[] ELSE ARRAY[$4::bigint] END
               WHERE version = $1",
-            &[version.version.as_str().into(), actor.as_str().into()],
+            &[version.version.as_str().into(), actor.as_str().into(), to_state.into(), job.into()],
         )
         .expect("record rollback");
     });
@@ -145,9 +172,74 @@ pub fn record_rolled_back(version: &Version, duration_ms: f64) {
         &version.version,
         "rollback",
         Some(&version.state),
-        Some("rolled_back"),
-        serde_json::json!({ "duration_ms": duration_ms }),
+        Some(to_state),
+        serde_json::json!({ "duration_ms": duration_ms, "job": job }),
     );
+}
+
+/// A failed version's job was queued again: the version is `applying` until it ends.
+pub fn record_resumed(version: &str, job: i64) {
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "UPDATE migrate.migrations SET state = 'applying' WHERE version = $1",
+            &[version.into()],
+        )
+        .expect("record resume");
+    });
+    event(version, "resume", Some("failed"), Some("applying"), serde_json::json!({ "job": job }));
+}
+
+/// How a job ended for one version it carried.
+pub enum JobOutcome<'a> {
+    Done,
+    Failed { error: &'a str, statement: usize, line: usize },
+    Cancelled { by: &'a str },
+    /// The job stopped before reaching this version's statements: it stays as it was.
+    NotReached,
+}
+
+/// Moves `version` out of `applying` / `rolling_back` once its job has ended.
+pub fn record_job_outcome(version: &str, direction: &str, job: i64, outcome: JobOutcome) {
+    let from = if direction == "down" { "rolling_back" } else { "applying" };
+    let (to, action, error, detail) = match outcome {
+        JobOutcome::Done => (
+            if direction == "down" { "rolled_back" } else { "applied" },
+            if direction == "down" { "rollback_done" } else { "apply_done" },
+            None,
+            serde_json::json!({ "job": job }),
+        ),
+        JobOutcome::Failed { error, statement, line } => (
+            "failed",
+            if direction == "down" { "rollback_failed" } else { "apply_failed" },
+            Some(error),
+            serde_json::json!({ "job": job, "statement": statement, "line": line }),
+        ),
+        JobOutcome::Cancelled { by } => (
+            "failed",
+            "cancelled",
+            Some("the job was cancelled"),
+            serde_json::json!({ "job": job, "cancelled_by": by }),
+        ),
+        JobOutcome::NotReached => ("applied", "rollback_abandoned", None, serde_json::json!({ "job": job })),
+    };
+    let changed = as_extension_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "UPDATE migrate.migrations SET state = $3 WHERE version = $1 AND state = $2 RETURNING true",
+            &[version.into(), from.into(), to.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    });
+    if changed {
+        event_with_error(version, action, Some(from), Some(to), detail, error);
+    }
+}
+
+/// A failed attempt whose transaction was rolled back, written by a worker (see
+/// worker::attempts) so that it outlives the rollback.
+pub fn record_failed_attempt(version: &str, action: &str, detail: Value, error: &str, actor: &str, session_role: &str) {
+    event_as(actor, session_role, version, action, None, None, detail, Some(error));
 }
 
 pub fn record_baseline(version: &str, name: Option<&str>) {
@@ -181,19 +273,38 @@ pub fn record_repair(previous: &Version, checksum: &str, up: &str) {
 }
 
 fn event(version: &str, action: &str, from: Option<&str>, to: Option<&str>, detail: Value) {
+    event_with_error(version, action, from, to, detail, None)
+}
+
+fn event_with_error(version: &str, action: &str, from: Option<&str>, to: Option<&str>, detail: Value, error: Option<&str>) {
     let (actor, session_role) = caller_names();
+    event_as(&actor, &session_role, version, action, from, to, detail, error)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn event_as(
+    actor: &str,
+    session_role: &str,
+    version: &str,
+    action: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    detail: Value,
+    error: Option<&str>,
+) {
     as_extension_owner(|| {
         Spi::run_with_args(
-            "INSERT INTO migrate.events (version, action, from_state, to_state, actor, session_role, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO migrate.events (version, action, from_state, to_state, actor, session_role, detail, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 version.into(),
                 action.into(),
                 from.into(),
                 to.into(),
-                actor.as_str().into(),
-                session_role.as_str().into(),
+                actor.into(),
+                session_role.into(),
                 JsonB(detail).into(),
+                error.into(),
             ],
         )
         .expect("append event");

@@ -1,0 +1,145 @@
+-- Background jobs: statements that cannot run inside the caller's transaction (CREATE/DROP INDEX
+-- CONCURRENTLY, REINDEX CONCURRENTLY, VACUUM, VALIDATE CONSTRAINT) and everything after them in
+-- a migration run in a dynamic background worker, one top-level statement at a time.
+-- Written only by pg_migrate (as the extension owner); each role sees its own jobs in migrate.jobs.
+
+CREATE TABLE migrate.all_jobs (
+    id            bigserial PRIMARY KEY,
+    kind          text NOT NULL DEFAULT 'sql' CHECK (kind IN ('sql')),
+    -- the role the worker connects as: the role that queued the job
+    owner         oid NOT NULL,
+    database      oid NOT NULL,
+    -- [{"version": "...", "direction": "up|down", "number": 3, "line": 7, "sql": "...", "top_level": true}]
+    steps         jsonb NOT NULL CHECK (jsonb_typeof(steps) = 'array' AND jsonb_array_length(steps) > 0),
+    -- how many steps are done; a resumed job starts at this step
+    cursor        int NOT NULL DEFAULT 0,
+    -- the caller's migrate.* settings when the job was queued (lock_timeout, retries, …)
+    settings      jsonb NOT NULL DEFAULT '{}',
+    state         text NOT NULL DEFAULT 'queued'
+                  CHECK (state IN ('queued', 'running', 'paused', 'done', 'failed', 'cancelled')),
+    -- the transaction that queued the job: the worker waits until it has ended
+    created_xid   xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    created_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    heartbeat     timestamptz,
+    worker_pid    int,
+    attempts      int NOT NULL DEFAULT 0,
+    last_error    text,
+    cancelled_by  name
+);
+
+CREATE INDEX all_jobs_unfinished_idx ON migrate.all_jobs (id) WHERE state IN ('queued', 'running');
+
+COMMENT ON TABLE migrate.all_jobs IS
+    'pg_migrate background jobs (all roles); read migrate.jobs for your own';
+
+REVOKE ALL ON migrate.all_jobs FROM PUBLIC;
+REVOKE ALL ON SEQUENCE migrate.all_jobs_id_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('migrate.all_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('migrate.all_jobs_id_seq', '');
+
+-- A job's worker holds a session advisory lock on (job_lock_space, id) while it lives; a
+-- running job without that lock has lost its worker and is resumed.
+CREATE FUNCTION migrate.job_lock_space() RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 1886218599 $$;  -- 'pmig'
+
+CREATE VIEW migrate.jobs WITH (security_barrier) AS
+SELECT j.id                                   AS job,
+       j.kind,
+       (SELECT string_agg(DISTINCT s->>'version', ', ') FROM jsonb_array_elements(j.steps) s) AS version,
+       pg_catalog.pg_get_userbyid(j.owner)    AS owner,
+       j.state,
+       j.cursor                               AS steps_done,
+       jsonb_array_length(j.steps)            AS steps_total,
+       j.steps -> LEAST(j.cursor, jsonb_array_length(j.steps) - 1) ->> 'sql' AS current_step,
+       j.worker_pid,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                WHERE l.locktype = 'advisory' AND l.granted
+                  AND l.database = j.database
+                  AND l.classid = migrate.job_lock_space()::oid
+                  AND l.objid = (j.id % 2147483647)::oid
+                  AND l.objsubid = 2)         AS worker_alive,
+       j.heartbeat,
+       j.attempts,
+       j.created_at,
+       j.started_at,
+       j.finished_at,
+       j.last_error,
+       j.cancelled_by
+  FROM migrate.all_jobs j
+ WHERE j.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+   AND pg_catalog.pg_has_role(current_user, j.owner, 'USAGE');
+
+COMMENT ON VIEW migrate.jobs IS
+    'pg_migrate background jobs of the roles you are a member of';
+
+GRANT SELECT ON migrate.jobs TO PUBLIC;
+
+-- Waits for a job to end, committing between polls: it never holds a snapshot that CREATE INDEX
+-- CONCURRENTLY would wait for. A procedure with a SET clause cannot COMMIT, so instead of pinning
+-- search_path every name here is schema-qualified.
+CREATE PROCEDURE migrate.wait(job bigint, timeout interval DEFAULT NULL)
+LANGUAGE plpgsql
+AS $proc$
+DECLARE
+    st record;
+    deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
+    last_done int := -1;
+BEGIN
+    PERFORM migrate.assert_can_wait();
+    LOOP
+        SELECT * INTO st FROM migrate.job_status(job);
+        IF st.state OPERATOR(pg_catalog.=) ANY (ARRAY['done', 'failed', 'cancelled']) THEN
+            EXIT;
+        END IF;
+        IF st.steps_done OPERATOR(pg_catalog.<>) last_done THEN
+            RAISE NOTICE 'pg_migrate: job % is %: % of % steps done%', job, st.state, st.steps_done,
+                st.steps_total,
+                CASE WHEN st.current_step IS NULL THEN '' ELSE ', running: ' || st.current_step END;
+            last_done := st.steps_done;
+        END IF;
+        IF deadline IS NOT NULL AND pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) deadline THEN
+            RAISE EXCEPTION 'pg_migrate: job % is still % after %', job, st.state, timeout
+                USING ERRCODE = 'query_canceled',
+                      HINT = 'The job keeps running. Call migrate.wait() again, or migrate.cancel(' || job || ').';
+        END IF;
+        COMMIT;
+        PERFORM pg_catalog.pg_sleep(0.1);
+        COMMIT;
+    END LOOP;
+    IF st.state OPERATOR(pg_catalog.=) 'failed' THEN
+        RAISE EXCEPTION 'pg_migrate: job % failed: %', job, st.last_error
+            USING ERRCODE = 'external_routine_exception',
+                  HINT = 'See SELECT * FROM migrate.jobs WHERE job = ' || job || '; fix the cause and apply the version again to resume.';
+    ELSIF st.state OPERATOR(pg_catalog.=) 'cancelled' THEN
+        RAISE WARNING 'pg_migrate: job % was cancelled', job;
+    ELSE
+        RAISE NOTICE 'pg_migrate: job % is done', job;
+    END IF;
+END
+$proc$;
+
+COMMENT ON PROCEDURE migrate.wait(bigint, interval) IS
+    'pg_migrate: wait for a background job, committing between polls (use CALL, outside BEGIN)';
+
+CREATE FUNCTION migrate.job_status(job bigint) RETURNS migrate.jobs
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r migrate.jobs;
+BEGIN
+    SELECT * INTO r FROM migrate.jobs j WHERE j.job = job_status.job;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist or belongs to another role', job
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'See SELECT * FROM migrate.jobs for the jobs you can see.';
+    END IF;
+    RETURN r;
+END
+$fn$;
+
+COMMENT ON FUNCTION migrate.job_status(bigint) IS 'pg_migrate: one job as migrate.jobs shows it';

@@ -1,0 +1,215 @@
+//! The only code that reads or writes `migrate.all_jobs`. Every access runs as the extension
+//! owner with a pinned search_path, like `history`.
+
+use crate::ddl::classify::TopLevel;
+use crate::ddl::session::as_extension_owner;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::{Deserialize, Serialize};
+
+/// One statement of a job, with where it came from for messages and history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    pub version: Option<String>,
+    /// up | down
+    pub direction: Option<String>,
+    pub number: usize,
+    /// How many statements the script has, for "statement 3/5".
+    pub total: usize,
+    pub line: usize,
+    pub sql: String,
+    pub top_level: Option<TopLevel>,
+}
+
+/// The caller's pg_migrate settings, carried to the worker.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Settings {
+    pub lock_timeout_ms: i32,
+    pub lock_retries: i32,
+    pub retry_backoff_ms: i32,
+    pub statement_timeout_ms: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub steps: Vec<Step>,
+    pub cursor: usize,
+    pub settings: Settings,
+    pub attempts: i32,
+}
+
+/// Key space of the session advisory lock a job's worker holds (see migrate.job_lock_space()).
+pub const LOCK_SPACE: i32 = 1_886_218_599;
+
+pub fn lock_key(job: i64) -> i32 {
+    (job % 2_147_483_647) as i32
+}
+
+pub fn queue(owner: pg_sys::Oid, steps: &[Step], settings: &Settings) -> i64 {
+    let steps = serde_json::to_value(steps).expect("steps serialise");
+    let settings = serde_json::to_value(settings).expect("settings serialise");
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<i64>(
+            "INSERT INTO migrate.all_jobs (owner, database, steps, settings)
+             VALUES ($1, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()), $2, $3)
+             RETURNING id",
+            &[owner.into(), JsonB(steps).into(), JsonB(settings).into()],
+        )
+        .expect("queue job")
+        .expect("job id")
+    })
+}
+
+/// Marks the job running in this worker; None when it is not queued or running any more.
+pub fn claim(job: i64) -> Option<Claimed> {
+    as_extension_owner(|| {
+        Spi::connect_mut(|client| {
+            let rows = client.update(
+                "UPDATE migrate.all_jobs
+                    SET state = 'running', worker_pid = pg_catalog.pg_backend_pid(),
+                        attempts = attempts + 1, heartbeat = pg_catalog.clock_timestamp(),
+                        started_at = coalesce(started_at, pg_catalog.clock_timestamp())
+                  WHERE id = $1 AND state IN ('queued', 'running')
+              RETURNING steps, cursor, settings, attempts",
+                None,
+                &[job.into()],
+            )?;
+            let mut claimed = None;
+            for row in rows {
+                let steps: JsonB = row.get(1)?.expect("steps");
+                let settings: JsonB = row.get(3)?.expect("settings");
+                claimed = Some(Claimed {
+                    steps: serde_json::from_value(steps.0).expect("steps deserialise"),
+                    cursor: row.get::<i32>(2)?.unwrap_or(0) as usize,
+                    settings: serde_json::from_value(settings.0).unwrap_or_default(),
+                    attempts: row.get::<i32>(4)?.unwrap_or(1),
+                });
+            }
+            Ok::<_, pgrx::spi::SpiError>(claimed)
+        })
+        .expect("claim job")
+    })
+}
+
+pub fn advance(job: i64, cursor: usize) {
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "UPDATE migrate.all_jobs SET cursor = $2, heartbeat = pg_catalog.clock_timestamp() WHERE id = $1",
+            &[job.into(), (cursor as i32).into()],
+        )
+        .expect("advance job")
+    })
+}
+
+pub fn heartbeat(job: i64) {
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "UPDATE migrate.all_jobs SET heartbeat = pg_catalog.clock_timestamp() WHERE id = $1",
+            &[job.into()],
+        )
+        .expect("job heartbeat")
+    })
+}
+
+pub fn state(job: i64) -> Option<String> {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<String>("SELECT max(state) FROM migrate.all_jobs WHERE id = $1", &[job.into()])
+            .expect("job state")
+    })
+}
+
+pub fn finish(job: i64, state: &str, error: Option<&str>) {
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "UPDATE migrate.all_jobs
+                SET state = $2, last_error = coalesce($3, last_error), finished_at = pg_catalog.clock_timestamp(),
+                    heartbeat = pg_catalog.clock_timestamp()
+              WHERE id = $1",
+            &[job.into(), state.into(), error.into()],
+        )
+        .expect("finish job")
+    })
+}
+
+pub fn steps(job: i64) -> Vec<Step> {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<JsonB>("SELECT steps FROM migrate.all_jobs WHERE id = $1", &[job.into()])
+            .ok()
+            .flatten()
+            .and_then(|j| serde_json::from_value(j.0).ok())
+            .unwrap_or_default()
+    })
+}
+
+pub fn cancelled_by(job: i64) -> Option<String> {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<String>("SELECT cancelled_by::text FROM migrate.all_jobs WHERE id = $1", &[job.into()])
+            .ok()
+            .flatten()
+    })
+}
+
+/// Puts a failed job back in the queue; it resumes at its cursor.
+pub fn requeue(job: i64) {
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "UPDATE migrate.all_jobs
+                SET state = 'queued', last_error = NULL, finished_at = NULL, cancelled_by = NULL,
+                    created_xid = pg_catalog.pg_current_xact_id()
+              WHERE id = $1",
+            &[job.into()],
+        )
+        .expect("requeue job")
+    })
+}
+
+/// Marks a job cancelled; returns the pid of its worker when one may be running its statement.
+pub fn cancel(job: i64, by: &str) -> Option<i32> {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<i32>(
+            "UPDATE migrate.all_jobs SET state = 'cancelled', cancelled_by = $2,
+                    finished_at = pg_catalog.clock_timestamp()
+              WHERE id = $1 AND state IN ('queued', 'running', 'paused')
+          RETURNING worker_pid",
+            &[job.into(), by.into()],
+        )
+        .ok()
+        .flatten()
+    })
+}
+
+/// Unfinished jobs of this database that no worker holds: (job, owner).
+pub fn orphans() -> Vec<(i64, pg_sys::Oid)> {
+    as_extension_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT j.id, j.owner FROM migrate.all_jobs j
+                  WHERE j.state IN ('queued', 'running')
+                    AND j.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                                     WHERE l.locktype = 'advisory' AND l.granted AND l.database = j.database
+                                       AND l.classid = $1::oid AND l.objid = (j.id % 2147483647)::oid AND l.objsubid = 2)
+                  ORDER BY j.id",
+                None,
+                &[LOCK_SPACE.into()],
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push((row.get::<i64>(1)?.expect("id"), row.get::<pg_sys::Oid>(2)?.expect("owner")));
+            }
+            Ok::<_, pgrx::spi::SpiError>(out)
+        })
+        .expect("find orphaned jobs")
+    })
+}
+
+/// Job workers running in the whole cluster (they all count against migrate.max_workers).
+pub fn running_workers() -> i64 {
+    as_extension_owner(|| {
+        Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'pg_migrate job worker'",
+        )
+        .expect("count workers")
+        .unwrap_or(0)
+    })
+}

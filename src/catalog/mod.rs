@@ -1,0 +1,27 @@
+//! The catalog: what pg_migrate remembers. The schema lives in `sql/*.sql` as readable SQL; this
+//! module places it in the generated extension script, closes it off (EXECUTE on the functions
+//! that change history or start work is revoked from PUBLIC: grant it to the roles that deploy
+//! migrations), and holds the only code that reads and writes the catalog tables.
+
+pub mod history;
+pub mod jobs;
+
+pgrx::extension_sql_file!("../../sql/catalog.sql", name = "catalog", bootstrap);
+pgrx::extension_sql_file!("../../sql/jobs.sql", name = "jobs", requires = ["catalog"]);
+
+pgrx::extension_sql!(
+    r#"
+REVOKE EXECUTE ON FUNCTION
+    migrate.apply(text, text, text, text),
+    migrate.rollback(text),
+    migrate.rollback_to(text),
+    migrate.baseline(text, text),
+    migrate.repair(text, text),
+    migrate.run_async(text),
+    migrate.cancel(bigint),
+    migrate.resume_jobs()
+FROM PUBLIC;
+"#,
+    name = "privileges",
+    finalize
+);

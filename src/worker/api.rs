@@ -1,0 +1,112 @@
+//! SQL functions to start, follow and steer background jobs.
+
+use super::launch;
+use crate::catalog::history::{self, JobOutcome};
+use crate::catalog::jobs::{self, Step};
+use crate::ddl::session::caller_names;
+use crate::error::{notice, Failure, OrRaise, Result};
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+/// Runs one statement (typically CREATE INDEX CONCURRENTLY, VACUUM, REINDEX CONCURRENTLY) as a
+/// background job of its own, after the current transaction commits. Returns the job id.
+#[pg_extern(name = "run_async")]
+#[search_path(pg_catalog, pg_temp)]
+fn run_async(sql: Option<&str>) -> i64 {
+    queue_statement(sql).or_raise()
+}
+
+fn queue_statement(sql: Option<&str>) -> Result<i64> {
+    let sql = crate::version::validate::script("statement", "run_async", sql)?;
+    let script = crate::ddl::script::parse(crate::ddl::script::Direction::Up, "run_async", sql)?;
+    if script.statements.len() != 1 {
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("migrate.run_async() runs exactly one statement, got {}", script.statements.len()),
+        )
+        .hint("Call migrate.run_async() once per statement, or use migrate.apply() for a script."));
+    }
+    launch::resume_orphans();
+    let stmt = &script.statements[0];
+    let step = Step {
+        version: None,
+        direction: None,
+        number: 1,
+        total: 1,
+        line: stmt.line,
+        sql: stmt.sql.clone(),
+        top_level: stmt.top_level.clone(),
+    };
+    let job = super::submit(&[step])?;
+    notice(format!("pg_migrate: job {job} starts when this transaction commits; follow it with CALL migrate.wait({job})"));
+    Ok(job)
+}
+
+/// Cancels a job: a queued job never starts, a running statement is interrupted, and an index
+/// it was building is dropped. Returns the job's state.
+#[pg_extern(name = "cancel")]
+#[search_path(pg_catalog, pg_temp)]
+fn cancel(job: Option<i64>) -> String {
+    cancel_job(job).or_raise()
+}
+
+fn cancel_job(job: Option<i64>) -> Result<String> {
+    let job = job.ok_or_else(|| Failure::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "job must not be NULL"))?;
+    let visible = Spi::get_two_with_args::<String, bool>(
+        "SELECT state, worker_alive FROM migrate.jobs WHERE job = $1",
+        &[job.into()],
+    )
+    .unwrap_or((None, None));
+    let (Some(state), alive) = visible else {
+        return Err(unknown_job(job));
+    };
+    if !matches!(state.as_str(), "queued" | "running" | "paused") {
+        notice(format!("pg_migrate: job {job} has already ended ({state}); nothing to cancel"));
+        return Ok(state);
+    }
+    let (by, _) = caller_names();
+    let pid = jobs::cancel(job, &by);
+    if alive == Some(true) {
+        if let Some(pid) = pid {
+            // As the extension owner: the caller may be a member of the job's owner role and
+            // still not be allowed to signal its backend.
+            crate::ddl::session::as_extension_owner(|| {
+                Spi::run_with_args("SELECT pg_catalog.pg_cancel_backend($1)", &[pid.into()]).ok();
+            });
+        }
+    } else {
+        // No worker will see the cancellation: settle the versions the job carried now.
+        for step in jobs::steps(job) {
+            if let Some(version) = &step.version {
+                history::record_job_outcome(version, step.direction.as_deref().unwrap_or("up"), job, JobOutcome::Cancelled { by: &by });
+            }
+        }
+    }
+    Ok("cancelled".to_string())
+}
+
+fn unknown_job(job: i64) -> Failure {
+    Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("job {job} does not exist or belongs to another role"))
+        .hint("See SELECT * FROM migrate.jobs for the jobs you can see.")
+}
+
+/// Starts workers for this database's jobs that lost theirs (crash, immediate shutdown, killed
+/// worker) or waited for a free slot. Returns how many were started.
+#[pg_extern(name = "resume_jobs")]
+#[search_path(pg_catalog, pg_temp)]
+fn resume_jobs() -> i64 {
+    launch::resume_orphans()
+}
+
+/// Used by CALL migrate.wait(): waiting inside a transaction block would hold a snapshot that
+/// CREATE INDEX CONCURRENTLY waits for, and the job would never end.
+#[pg_extern(name = "assert_can_wait")]
+#[search_path(pg_catalog, pg_temp)]
+fn assert_can_wait() {
+    if unsafe { pg_sys::IsTransactionBlock() } {
+        Failure::new(PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION, "migrate.wait() cannot run inside a transaction block")
+            .detail("It commits between polls so that it never holds a snapshot a concurrent index build would wait for.")
+            .hint("COMMIT first, then CALL migrate.wait(job) on its own (autocommit).")
+            .raise();
+    }
+}

@@ -1,0 +1,203 @@
+//! A job's worker: connects as the job's owner, waits until the transaction that queued the job
+//! has ended, then runs the job's steps in order as top-level statements, saving its cursor after
+//! each so that a crash, an immediate shutdown or a killed worker resumes where it stopped.
+
+use super::executor::{self, transaction};
+use super::launch::{self, JobArgs};
+use crate::catalog::history::{self, JobOutcome};
+use crate::catalog::jobs::{self, Claimed, Step, LOCK_SPACE};
+use crate::ddl::retry::{run_politely, sleep_ms, Limits, Site};
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_migrate_job_main(_arg: pg_sys::Datum) {
+    let Some(args) = JobArgs::decode(BackgroundWorker::get_extra()) else {
+        pgrx::log!("pg_migrate: job worker started without a job");
+        return;
+    };
+    unsafe {
+        // pgrx's handler only sets a flag; Postgres's own `die` interrupts a running statement,
+        // so that a fast shutdown does not wait for a long CREATE INDEX CONCURRENTLY.
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(die_soon));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(args.database), Some(args.owner));
+    run(args);
+}
+
+/// What Postgres's `die` does for a backend: the next CHECK_FOR_INTERRUPTS ends the process,
+/// also in the middle of a statement.
+unsafe extern "C-unwind" fn die_soon(_signal: std::ffi::c_int) {
+    unsafe {
+        pg_sys::ProcDiePending = 1;
+        pg_sys::InterruptPending = 1;
+        pg_sys::SetLatch(pg_sys::MyLatch);
+    }
+}
+
+fn run(args: JobArgs) {
+    let job = args.job;
+    // One worker per job: the session advisory lock is also how others see that it is alive.
+    let mine = transaction(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
+            &[LOCK_SPACE.into(), jobs::lock_key(job).into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    });
+    if !mine || !wait_for_creator(job, args.creator_xid) {
+        return;
+    }
+    let Some(claimed) = transaction(|| jobs::claim(job)) else {
+        return;
+    };
+    pgrx::log!(
+        "pg_migrate: job {job} running (attempt {}), {} of {} steps done",
+        claimed.attempts,
+        claimed.cursor,
+        claimed.steps.len()
+    );
+    run_steps(job, &claimed);
+    // Jobs that waited for a free worker slot, or lost theirs, start now.
+    transaction(launch::resume_orphans);
+}
+
+/// Waits until the job row is visible (its transaction committed). False when that transaction
+/// rolled back: there is nothing to do.
+fn wait_for_creator(job: i64, creator_xid: u64) -> bool {
+    loop {
+        let (visible, status) = transaction(|| {
+            let visible = jobs::state(job).is_some();
+            let status = if visible || creator_xid == 0 {
+                None
+            } else {
+                Spi::get_one_with_args::<String>(
+                    "SELECT pg_catalog.pg_xact_status($1::text::xid8)",
+                    &[creator_xid.to_string().into()],
+                )
+                .ok()
+                .flatten()
+            };
+            (visible, status)
+        });
+        if visible {
+            return true;
+        }
+        if status.as_deref() != Some("in progress") {
+            return false;
+        }
+        sleep_ms(50);
+    }
+}
+
+fn run_steps(job: i64, claimed: &Claimed) {
+    let s = &claimed.settings;
+    let limits = Limits {
+        lock_timeout_ms: s.lock_timeout_ms.max(1),
+        lock_retries: s.lock_retries,
+        retry_backoff_ms: s.retry_backoff_ms,
+        statement_timeout_ms: s.statement_timeout_ms,
+    };
+    let steps = &claimed.steps;
+    for (i, step) in steps.iter().enumerate().skip(claimed.cursor) {
+        if transaction(|| jobs::state(job)).as_deref() == Some("cancelled") {
+            return end_cancelled(job, steps, i);
+        }
+        let resumed = claimed.attempts > 1 && i == claimed.cursor;
+        if resumed && super::cleanup::already_done(step) {
+            pgrx::log!("pg_migrate: job {job} step {} was done before the worker stopped", i + 1);
+            transaction(|| finish_step(job, steps, i));
+            continue;
+        }
+        let invalid_before = transaction(|| super::cleanup::invalid_indexes(step, resumed));
+        let site = site_of(step);
+        let outcome = run_politely(&site, &limits, step.top_level.is_none(), |lock_timeout| {
+            transaction(|| jobs::heartbeat(job));
+            executor::try_top_level(&step.sql, lock_timeout, limits.statement_timeout_ms)
+        });
+        match outcome {
+            Ok(()) => transaction(|| finish_step(job, steps, i)),
+            Err(failure) => {
+                // A failed or cancelled CREATE INDEX CONCURRENTLY leaves an INVALID index.
+                super::cleanup::drop_new_invalid_indexes(step, &invalid_before);
+                if transaction(|| jobs::state(job)).as_deref() == Some("cancelled") {
+                    return end_cancelled(job, steps, i);
+                }
+                let error = format!(
+                    "{}{}",
+                    failure.message,
+                    failure.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                );
+                pgrx::log!("pg_migrate: job {job} failed: {error}");
+                transaction(|| {
+                    jobs::finish(job, "failed", Some(&error));
+                    end_versions(job, steps, i, |_| JobOutcome::Failed {
+                        error: &error,
+                        statement: step.number,
+                        line: step.line,
+                    });
+                });
+                return;
+            }
+        }
+    }
+    transaction(|| jobs::finish(job, "done", None));
+    pgrx::log!("pg_migrate: job {job} done");
+}
+
+fn site_of(step: &Step) -> Site<'_> {
+    let mut site = Site::of(
+        step.version.as_deref().unwrap_or("-"),
+        step.direction.as_deref().unwrap_or("run_async"),
+        step.number,
+        step.total,
+        step.line,
+        &step.sql,
+    );
+    site.aftermath = "The job stopped at this statement; the statements before it stay done.";
+    if step.version.is_none() {
+        site.what = "the statement of the job".to_string();
+    }
+    site
+}
+
+/// Saves the cursor after step `i`, and closes its version when that was its last step.
+fn finish_step(job: i64, steps: &[Step], i: usize) {
+    jobs::advance(job, i + 1);
+    let step = &steps[i];
+    let last_of_version = steps.get(i + 1).is_none_or(|next| next.version != step.version);
+    if let (true, Some(version)) = (last_of_version, &step.version) {
+        history::record_job_outcome(version, step.direction.as_deref().unwrap_or("up"), job, JobOutcome::Done);
+    }
+}
+
+fn end_cancelled(job: i64, steps: &[Step], i: usize) {
+    pgrx::log!("pg_migrate: job {job} cancelled");
+    transaction(|| {
+        let by = jobs::cancelled_by(job).unwrap_or_default();
+        end_versions(job, steps, i, |_| JobOutcome::Cancelled { by: &by });
+    });
+}
+
+/// The job stopped at step `i`: that step's version gets `outcome`, versions whose steps had
+/// not started stay as they were.
+fn end_versions<'a>(job: i64, steps: &[Step], i: usize, outcome: impl Fn(&str) -> JobOutcome<'a>) {
+    let current = steps[i].version.clone();
+    if let Some(version) = &current {
+        history::record_job_outcome(version, steps[i].direction.as_deref().unwrap_or("up"), job, outcome(version));
+    }
+    let mut seen = vec![current];
+    for step in &steps[i + 1..] {
+        if seen.contains(&step.version) {
+            continue;
+        }
+        seen.push(step.version.clone());
+        if let Some(version) = &step.version {
+            history::record_job_outcome(version, step.direction.as_deref().unwrap_or("up"), job, JobOutcome::NotReached);
+        }
+    }
+}

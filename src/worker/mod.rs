@@ -1,0 +1,43 @@
+//! Background work: dynamic workers that run a migration's non-transactional statements as
+//! top-level statements (job), record failed attempts outside the failing transaction
+//! (attempts), resume jobs after crashes (launch, launcher), and the SQL functions to follow
+//! and steer jobs (api).
+
+pub mod api;
+pub mod attempts;
+pub mod cleanup;
+pub mod executor;
+pub mod job;
+pub mod launch;
+pub mod launcher;
+
+use crate::catalog::jobs::{self, Settings, Step};
+use crate::ddl::retry::Limits;
+use crate::error::Result;
+use pgrx::prelude::*;
+
+/// Queues `steps` as a job owned by the current user and starts its worker, which begins once
+/// the current transaction commits. Returns the job id.
+pub fn submit(steps: &[Step]) -> Result<i64> {
+    let owner = unsafe { pg_sys::GetUserId() };
+    launch::check_owner_can_log_in(owner)?;
+    let l = Limits::from_settings();
+    let settings = Settings {
+        lock_timeout_ms: l.lock_timeout_ms,
+        lock_retries: l.lock_retries,
+        retry_backoff_ms: l.retry_backoff_ms,
+        statement_timeout_ms: l.statement_timeout_ms,
+    };
+    let job = jobs::queue(owner, steps, &settings);
+    launch::start(launch::JobArgs { job, database: unsafe { pg_sys::MyDatabaseId }, owner, creator_xid: current_xid() })?;
+    Ok(job)
+}
+
+/// This transaction's full id; a job's worker waits until it has ended.
+pub fn current_xid() -> u64 {
+    Spi::get_one::<String>("SELECT pg_catalog.pg_current_xact_id()::text")
+        .ok()
+        .flatten()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0)
+}
