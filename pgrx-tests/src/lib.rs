@@ -110,6 +110,37 @@ impl Cluster {
         cluster
     }
 
+    /// `pg_ctl stop` with `mode` (fast, immediate), then start again on the same port.
+    pub fn restart(&self, mode: &str) {
+        let data = self.data_dir();
+        run(pg_command("pg_ctl").args(["-D", data.to_str().unwrap(), "-m", mode, "-w", "-t", "60", "stop"]), "pg_ctl stop");
+        run(
+            pg_command("pg_ctl").args(["-D", data.to_str().unwrap(), "-l", self.log_path().to_str().unwrap(), "-w", "-t", "60", "start"]),
+            "pg_ctl start",
+        );
+    }
+
+    /// Polls `sql` (one boolean) on `db` until it is true.
+    pub fn wait_for(&self, db: &str, secs: u64, sql: &str) -> bool {
+        let mut c = self.connect(db);
+        wait_until(secs, || c.query_one(sql, &[]).map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+    }
+
+    /// Runs psql with `args` against `db`; returns (success, stdout + stderr).
+    pub fn psql(&self, db: &str, args: &[&str]) -> (bool, String) {
+        let out = self
+            .client_program("psql")
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", db])
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }

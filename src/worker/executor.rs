@@ -84,6 +84,19 @@ pub fn try_top_level(sql: &str, lock_timeout_ms: i32, statement_timeout_ms: i32)
 
 unsafe fn run_statements(sql: *const std::ffi::c_char) {
     unsafe {
+        // Parse trees and plans must outlive the transaction: CREATE INDEX CONCURRENTLY, DROP
+        // INDEX CONCURRENTLY and VACUUM commit and start transactions of their own, which resets
+        // TopTransactionContext (exec_simple_query keeps them in MessageContext for the same
+        // reason).
+        let context = pg_sys::AllocSetContextCreateExtended(
+            pg_sys::TopMemoryContext,
+            c"pg_migrate top-level statement".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        let _free = FreeContext(context);
+        let previous = pg_sys::MemoryContextSwitchTo(context);
         let parsed = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::pg_parse_query(sql));
         for raw in parsed.iter_ptr() {
             let tag = pg_sys::CreateCommandTag((*raw).stmt);
@@ -104,12 +117,28 @@ unsafe fn run_statements(sql: *const std::ffi::c_char) {
             pg_sys::PortalSetResultFormat(portal, 1, &mut format);
             let receiver = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
             let mut qc = pg_sys::QueryCompletion::default();
+            pg_sys::MemoryContextSwitchTo(previous);
             pg_sys::PortalRun(portal, i64::MAX as _, true, true, receiver, receiver, &mut qc);
             if let Some(destroy) = (*receiver).rDestroy {
                 destroy(receiver);
             }
             pg_sys::PortalDrop(portal, false);
-            pg_sys::CommandCounterIncrement();
+            pg_sys::MemoryContextSwitchTo(context);
+        }
+        pg_sys::MemoryContextSwitchTo(previous);
+    }
+}
+
+/// Deletes the statement's memory context when the statement is done, also on error.
+struct FreeContext(pg_sys::MemoryContext);
+
+impl Drop for FreeContext {
+    fn drop(&mut self) {
+        unsafe {
+            if pg_sys::CurrentMemoryContext == self.0 {
+                pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+            }
+            pg_sys::MemoryContextDelete(self.0)
         }
     }
 }
