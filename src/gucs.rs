@@ -1,6 +1,6 @@
 //! Settings a user can change with SET or in postgresql.conf. Defaults follow what GitLab's
 //! `with_lock_retries` and pgroll use: a few hundred milliseconds per lock attempt, growing, with a
-//! bounded total (about 20 s with the defaults; see `ddl::retry::schedule`).
+//! bounded total (about 22 s per statement with the defaults; see `ddl::retry::schedule`).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 

@@ -185,7 +185,7 @@ fn bad_input_gives_clear_errors_and_changes_nothing() {
         ("SELECT migrate.apply($1, $2)", vec![Some("1'; DROP TABLE x; --".into()), Some("SELECT 1".into())], "22023", "migration version \"1'; DROP TABLE x; --\" contains the character '\\''"),
         ("SELECT migrate.apply($1, $2)", vec![Some("v\n1".into()), Some("SELECT 1".into())], "22023", "migration version \"v\\n1\" contains the character '\\n'"),
         ("SELECT migrate.apply($1, $2)", vec![Some(long_version), Some("SELECT 1".into())], "22023", "migration version is too long (5000 characters)"),
-        ("SELECT migrate.apply($1, $2)", vec![Some("1".into()), Some(huge)], "54000", "up SQL of version \"1\" is too large (10240 kB)"),
+        ("SELECT migrate.apply($1, $2)", vec![Some("1".into()), Some(huge)], "54000", "up SQL of version \"1\" is too large (10485773 bytes)"),
         ("SELECT migrate.apply($1, $2)", vec![Some("1".into()), Some("CREATE TABLE t (i int);\n  ALTER TABL t ADD x int;".into())], "42601", "syntax error at or near \"TABL\" in up SQL of version \"1\" at line 2, column 9"),
         ("SELECT migrate.apply($1, $2)", vec![Some("1".into()), Some("-- only a comment".into())], "22023", "up SQL of version \"1\" contains no statements"),
         ("SELECT migrate.rollback($1)", vec![Some("nope".into())], "42704", "unknown migration version \"nope\""),

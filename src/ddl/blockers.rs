@@ -37,7 +37,7 @@ pub fn mode_name(mode: i32) -> &'static str {
 }
 
 /// A readable description of the awaited lock and the sessions holding it, e.g.
-/// `AccessExclusiveLock on relation public.users, held by pid 4242 (role app, idle in
+/// `AccessExclusiveLock on relation users, held by pid 4242 (role app, idle in
 /// transaction, transaction open 12 s, holds AccessShareLock): SELECT * FROM users`.
 pub fn describe(lock: &AwaitedLock) -> String {
     // LOCKTAG fields per type (src/include/storage/lock.h), matched against pg_locks columns.

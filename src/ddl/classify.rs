@@ -54,6 +54,10 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Class {
                 what: "CREATE/DROP TABLESPACE cannot run inside a transaction block",
                 hint: NOT_A_MIGRATION,
             },
+            T_CopyStmt if (*(node as *mut pg_sys::CopyStmt)).filename.is_null() => Class::Refused {
+                what: "COPY FROM STDIN / TO STDOUT needs a client that sends or reads the data",
+                hint: "Load data with COPY from psql (\\copy) outside the migration, or use INSERT … SELECT.",
+            },
             T_IndexStmt if (*(node as *mut pg_sys::IndexStmt)).concurrent => {
                 let stmt = node as *mut pg_sys::IndexStmt;
                 let table = range_var((*stmt).relation);

@@ -271,6 +271,13 @@ mod tests {
     }
 
     #[pg_test]
+    fn refuses_copy_from_stdin() {
+        let err = parse(Direction::Up, "v1", "COPY t FROM STDIN;").unwrap_err();
+        assert!(err.message.contains("COPY FROM STDIN"), "{}", err.message);
+        assert!(parse(Direction::Up, "v1", "COPY t FROM '/tmp/x.csv';").is_ok());
+    }
+
+    #[pg_test]
     fn refuses_transaction_control() {
         let err = parse(Direction::Up, "v1", "CREATE TABLE a(i int);\nCREATE DATABASE x;").unwrap_err();
         assert!(err.message.contains("statement 2 (line 2)"), "{}", err.message);

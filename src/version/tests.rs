@@ -16,8 +16,13 @@ fn table_exists(name: &str) -> bool {
     one::<bool>(&format!("SELECT to_regclass('{name}') IS NOT NULL")).unwrap()
 }
 
+/// Events of `version`, leaving out failed attempts: those are written by a worker in their own
+/// transaction, so other tests' expected failures are visible here.
 fn events(version: &str) -> i64 {
-    one::<i64>(&format!("SELECT count(*) FROM migrate.events WHERE version = '{version}'")).unwrap()
+    one::<i64>(&format!(
+        "SELECT count(*) FROM migrate.events WHERE version = '{version}' AND action NOT LIKE '%\\_failed'"
+    ))
+    .unwrap()
 }
 
 #[pg_schema]
@@ -86,7 +91,7 @@ mod tests {
         Spi::run("SELECT migrate.apply('2', 'CREATE TABLE b (i int);', 'DROP TABLE b;')").unwrap();
         assert!(table_exists("b"));
         assert_eq!(
-            one::<String>("SELECT string_agg(action, ',' ORDER BY id) FROM migrate.events WHERE version = '2'").as_deref(),
+            one::<String>("SELECT string_agg(action, ',' ORDER BY id) FROM migrate.events WHERE version = '2' AND action NOT LIKE '%\\_failed'").as_deref(),
             Some("apply,rollback,reapply")
         );
     }
@@ -191,7 +196,7 @@ mod tests {
         Spi::run("SELECT migrate.apply(repeat('9', 5000), 'SELECT 1')").unwrap();
     }
 
-    #[pg_test(error = "up SQL of version \"1\" is too large (10240 kB)")]
+    #[pg_test(error = "up SQL of version \"1\" is too large (10485773 bytes)")]
     fn huge_script() {
         Spi::run("SELECT migrate.apply('1', 'SELECT 1; -- ' || repeat('x', 10 * 1024 * 1024))").unwrap();
     }

@@ -61,9 +61,9 @@ pub fn script<'a>(what: &str, version: &str, sql: Option<&'a str>) -> Result<&'a
     if sql.len() > max {
         return Err(Failure::new(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("{what} SQL of version \"{version}\" is too large ({} kB)", sql.len() / 1024),
+            format!("{what} SQL of version \"{version}\" is too large ({} bytes)", sql.len()),
         )
-        .detail(format!("migrate.max_script_size is {} kB.", max / 1024))
+        .detail(format!("migrate.max_script_size is {} kB ({max} bytes).", max / 1024))
         .hint("Schema migrations should be small; load bulk data with COPY or a backfill, or raise migrate.max_script_size for this session."));
     }
     Ok(sql)
