@@ -9,8 +9,11 @@ cd "$REPO"
 "$REPO/scripts/setup.sh"
 
 say "unit tests inside PostgreSQL $PG_MAJOR"
-install -d -o postgres "$REPO/target/pgrx-test"
-cargo pgrx test pg$PG_MAJOR --runas postgres --pgdata "$REPO/target/pgrx-test/data"
+# The test cluster's data lives outside the checkout: the postgres user may not be able to
+# enter the directory the repository was cloned into (for example under /root).
+PGRX_TEST_DIR=${TMPDIR:-/tmp}/pg_migrate_pgrx_test
+install -d -o postgres -m 700 "$PGRX_TEST_DIR"
+cargo pgrx test pg$PG_MAJOR --runas postgres --pgdata "$PGRX_TEST_DIR/data"
 
 say "installing the extension for the integration tests"
 install_extension
