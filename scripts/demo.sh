@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A guided tour of pg_migrate on a scratch PostgreSQL 15 cluster. Run it as is on a fresh Debian
 # machine: it installs what is missing (scripts/setup.sh), builds and installs the extension, starts
-# a throwaway cluster as the postgres user on a free port, tells a short migration story with psql,
-# and always stops the cluster and removes its files on exit, also when something fails.
+# a throwaway cluster as the postgres user on a free port, tells a short migration story with psql
+# (including an index built concurrently by a background job), and always stops the cluster and
+# removes its files on exit, also when something fails.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -89,6 +90,15 @@ V3=20240301120000_add_last_login
 V3_UP='ALTER TABLE users ADD COLUMN last_login_at timestamptz;'
 V3_DOWN='ALTER TABLE users DROP COLUMN last_login_at;'
 
+# A soft-delete column and a partial index for the listing of active users. The index cannot be
+# built inside a transaction, so the statement runs in a background job after the caller commits;
+# its down SQL drops the index concurrently, in a job too.
+V4=20240320090000_soft_delete_users
+V4_UP='ALTER TABLE users ADD COLUMN deleted_at timestamptz;
+CREATE INDEX CONCURRENTLY users_active_created_at_idx ON users (created_at) WHERE deleted_at IS NULL;'
+V4_DOWN='DROP INDEX CONCURRENTLY IF EXISTS users_active_created_at_idx;
+ALTER TABLE users DROP COLUMN deleted_at;'
+
 # ---------------------------------------------------------------------------------------------
 say "1. first migration: create the users table"
 explain "migrate.apply(version, up, down) runs the up SQL in this transaction and records the version."
@@ -165,14 +175,33 @@ SQL
 wait "$LOCKER_PID"
 LOCKER_PID=
 
-say "9. roll back the latest version"
-explain "migrate.rollback() runs the recorded down SQL of the latest applied version."
+say "9. an index built concurrently on the 200,000-row users table: a background job"
+explain "CREATE INDEX CONCURRENTLY cannot run inside a transaction block. ADD COLUMN runs now, in this transaction; the index build (and anything after it) becomes a job that a background worker runs as a top-level statement once this transaction commits. apply returns 'applying'."
+sql -v up="$V4_UP" -v down="$V4_DOWN" <<SQL
+SELECT migrate.apply('$V4', up => :'up', down => :'down');
+SELECT version, state FROM migrate.status() WHERE version = '$V4';
+SQL
+echo
+explain "CALL migrate.wait(job) follows the job until it ends. It commits between polls, because a transaction that waited holding a snapshot would make CREATE INDEX CONCURRENTLY wait for it forever; so it is CALLed on its own, outside BEGIN."
+sql <<SQL
+SELECT job_ids[cardinality(job_ids)] AS job FROM migrate.migrations WHERE version = '$V4' \gset
+CALL migrate.wait(:job);
+SELECT job, version, state, steps_done, steps_total, worker_alive, finished_at - started_at AS took
+  FROM migrate.jobs;
+SELECT version, state FROM migrate.status() WHERE version = '$V4';
+SELECT indexrelid::regclass AS index, indisvalid AS valid FROM pg_index WHERE indrelid = 'users'::regclass;
+SQL
+
+say "10. roll back the latest version"
+explain "migrate.rollback() runs the recorded down SQL of the latest applied version. Its DROP INDEX CONCURRENTLY runs in a job as well: the version is 'rolling_back' until the job ends."
 sql <<'SQL'
 SELECT migrate.rollback();
+SELECT max(job) AS job FROM migrate.jobs \gset
+CALL migrate.wait(:job);
 SELECT version, state, applied_at, has_down FROM migrate.status();
 SQL
 
-say "10. roll back everything after the first version"
+say "11. roll back everything after the first version"
 explain "migrate.rollback_to(version) keeps that version and rolls back every newer one, newest first."
 sql <<SQL
 SELECT * FROM migrate.rollback_to('$V1');
@@ -180,7 +209,7 @@ SELECT version, state, applied_at, has_down FROM migrate.status();
 SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position;
 SQL
 
-say "11. the audit trail: migrate.events (append-only)"
-sql -c 'SELECT version, action, actor, at FROM migrate.events ORDER BY id;'
+say "12. the audit trail: migrate.events (append-only)"
+sql -c 'SELECT version, action, from_state, to_state, actor, at FROM migrate.events ORDER BY id;'
 
 say "done: the scratch cluster is stopped and removed on exit"

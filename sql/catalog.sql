@@ -36,7 +36,8 @@ CREATE TABLE migrate.events (
     id            bigserial PRIMARY KEY,
     at            timestamptz NOT NULL DEFAULT clock_timestamp(),
     version       text,
-    -- apply | rollback | baseline | repair | reapply
+    -- apply | reapply | apply_done | apply_failed | resume | rollback | rollback_done |
+    -- rollback_failed | rollback_abandoned | cancelled | baseline | repair
     action        text NOT NULL,
     from_state    text,
     to_state      text,

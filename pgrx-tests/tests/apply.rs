@@ -17,13 +17,8 @@ fn two_sessions_applying_the_same_version_apply_it_once() {
     assert_eq!(state, "applied");
 
     // Session B applies the same version at the same time: it must wait for A.
-    let conn = pg.conn_string("app", "postgres");
+    let (mut b, notices) = pg.connect_with_notices("app", "postgres");
     let b = std::thread::spawn(move || {
-        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let sink = notices.clone();
-        let mut config: postgres::Config = conn.parse().unwrap();
-        config.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
-        let mut b = config.connect(postgres::NoTls).unwrap();
         let state: String = b.query_one("SELECT migrate.apply('1_users', $1)", &[&up]).unwrap().get(0);
         let seen = notices.lock().unwrap().clone();
         (state, seen)

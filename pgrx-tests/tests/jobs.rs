@@ -354,3 +354,27 @@ fn no_free_worker_slot_is_a_clear_error_and_nothing_is_applied() {
     assert_eq!(jobs, 1);
     drop(old);
 }
+
+#[test]
+fn max_workers_queues_extra_jobs_until_a_worker_is_free() {
+    let pg = Cluster::start_with(&["migrate.max_workers = 1"]);
+    pg.create_db("app");
+    big_table(&pg, 1_000);
+    let (mut c, notices) = pg.connect_with_notices("app", "postgres");
+    let mut old = hold_old_snapshot(&pg);
+    let first: i64 = one(&mut c, "SELECT migrate.run_async('CREATE INDEX CONCURRENTLY big_note_idx ON big (note)')");
+    worker_pid(&pg, first);
+    let second: i64 = one(&mut c, "SELECT migrate.run_async('CREATE INDEX CONCURRENTLY big_val_idx ON big (val)')");
+    assert!(
+        notices.lock().unwrap().iter().any(|n| n.contains(&format!("job {second} is queued: all migrate.max_workers (1) workers are busy"))),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    let state: String = c.query_one("SELECT state FROM migrate.jobs WHERE job = $1", &[&second]).unwrap().get(0);
+    assert_eq!(state, "queued");
+    old.batch_execute("COMMIT").unwrap();
+    // When the first worker ends it starts the queued job; nobody else calls pg_migrate.
+    assert!(pg.wait_for("app", 60, &format!("SELECT state = 'done' FROM migrate.jobs WHERE job = {second}")));
+    let valid: i64 = one(&mut c, "SELECT count(*) FROM pg_index WHERE indrelid = 'big'::regclass AND indisvalid AND indexrelid::regclass::text IN ('big_note_idx', 'big_val_idx')");
+    assert_eq!(valid, 2);
+}

@@ -26,13 +26,8 @@ fn apply_retries_until_the_blocker_lets_go() {
     blocker.batch_execute("BEGIN; SELECT count(*) FROM users;").unwrap();
     let blocker_pid: i32 = blocker.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
 
-    let conn = pg.conn_string("app", "postgres");
+    let (mut c, notices) = pg.connect_with_notices("app", "postgres");
     let migration = std::thread::spawn(move || {
-        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let sink = notices.clone();
-        let mut config: postgres::Config = conn.parse().unwrap();
-        config.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
-        let mut c = config.connect(postgres::NoTls).unwrap();
         c.batch_execute("SET migrate.lock_timeout = '100ms'; SET migrate.retry_backoff = '50ms'; SET migrate.lock_retries = 30;")
             .unwrap();
         let state: String = c.query_one("SELECT migrate.apply('1_email', $1)", &[&UP]).unwrap().get(0);

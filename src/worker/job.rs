@@ -53,6 +53,13 @@ fn run(args: JobArgs) {
         return;
     }
     let Some(claimed) = transaction(|| jobs::claim(job)) else {
+        // Cancelled while this worker waited: the versions it carried are settled here.
+        if transaction(|| jobs::state(job)).as_deref() == Some("cancelled") {
+            let steps = transaction(|| jobs::steps(job));
+            if !steps.is_empty() {
+                end_cancelled(job, &steps, 0);
+            }
+        }
         return;
     };
     pgrx::log!(
