@@ -98,7 +98,7 @@ BEGIN
         IF st.steps_done OPERATOR(pg_catalog.<>) last_done THEN
             RAISE NOTICE 'pg_migrate: job % is %: % of % steps done%', job, st.state, st.steps_done,
                 st.steps_total,
-                CASE WHEN st.current_step IS NULL THEN '' ELSE ', running: ' || st.current_step END;
+                CASE WHEN st.state OPERATOR(pg_catalog.=) 'running' THEN ', running: ' || st.current_step ELSE '' END;
             last_done := st.steps_done;
         END IF;
         IF deadline IS NOT NULL AND pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) deadline THEN
@@ -113,7 +113,9 @@ BEGIN
     IF st.state OPERATOR(pg_catalog.=) 'failed' THEN
         RAISE EXCEPTION 'pg_migrate: job % failed: %', job, st.last_error
             USING ERRCODE = 'external_routine_exception',
-                  HINT = 'See SELECT * FROM migrate.jobs WHERE job = ' || job || '; fix the cause and apply the version again to resume.';
+                  HINT = 'See SELECT * FROM migrate.jobs WHERE job = ' || job || '; ' ||
+                         CASE WHEN st.version IS NULL THEN 'fix the cause and run the statement again with migrate.run_async().'
+                              ELSE 'fix the cause and apply the version again to resume (or roll it back).' END;
     ELSIF st.state OPERATOR(pg_catalog.=) 'cancelled' THEN
         RAISE WARNING 'pg_migrate: job % was cancelled', job;
     ELSE

@@ -378,3 +378,57 @@ fn max_workers_queues_extra_jobs_until_a_worker_is_free() {
     let valid: i64 = one(&mut c, "SELECT count(*) FROM pg_index WHERE indrelid = 'big'::regclass AND indisvalid AND indexrelid::regclass::text IN ('big_note_idx', 'big_val_idx')");
     assert_eq!(valid, 2);
 }
+
+#[test]
+fn a_job_uses_the_callers_search_path_and_settings_and_a_failed_rollback_resumes() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    let mut c = pg.connect("app");
+    c.batch_execute("CREATE SCHEMA app; SET search_path = app, public;").unwrap();
+    let state: String = one(
+        &mut c,
+        "SELECT migrate.apply('1_things', 'CREATE TABLE things (id int, v int);\nINSERT INTO things SELECT g, g FROM generate_series(1, 1000) g;\nCREATE INDEX CONCURRENTLY things_v_idx ON things (v);',
+                              'DROP INDEX CONCURRENTLY things_v_idx;\nDROP TABLE things;')",
+    );
+    assert_eq!(state, "applying");
+    let job: i64 = one(&mut c, "SELECT max(job) FROM migrate.jobs");
+    c.batch_execute(&format!("CALL migrate.wait({job})")).unwrap();
+    let schema: String = one(&mut c, "SELECT schemaname::text FROM pg_indexes WHERE indexname = 'things_v_idx'");
+    assert_eq!(schema, "app");
+
+    // A rollback whose job fails part-way: a view the down SQL does not know about blocks the
+    // DROP TABLE after the index was dropped.
+    c.batch_execute("CREATE VIEW app.things_view AS SELECT * FROM app.things").unwrap();
+    let state: String = one(&mut c, "SELECT migrate.rollback()");
+    assert_eq!(state, "rolling_back");
+    let job: i64 = one(&mut c, "SELECT max(job) FROM migrate.jobs");
+    let err = c.batch_execute(&format!("CALL migrate.wait({job})")).unwrap_err();
+    assert!(db_error(&err).1.contains("cannot drop table things because other objects depend on it"), "{}", db_error(&err).1);
+    let (version_state, steps_done): (String, i32) = c
+        .query_one("SELECT (SELECT state FROM migrate.status()), (SELECT steps_done FROM migrate.jobs WHERE job = $1)", &[&job])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((version_state.as_str(), steps_done), ("failed", 1));
+
+    // Applying it again is refused: part of the down SQL took effect.
+    let up: String = one(&mut c, "SELECT up FROM migrate.migrations");
+    let err = c.query_one("SELECT migrate.apply('1_things', $1)", &[&up]).unwrap_err();
+    let (code, message, _, hint) = db_error(&err);
+    assert_eq!(code, "55000");
+    assert_eq!(message, "version \"1_things\" failed while it was being rolled back");
+    assert!(hint.contains("migrate.rollback('1_things')"), "{hint}");
+
+    // Rolling back again resumes the same job at the statement that failed.
+    c.batch_execute("DROP VIEW app.things_view").unwrap();
+    let state: String = one(&mut c, "SELECT migrate.rollback()");
+    assert_eq!(state, "rolling_back");
+    c.batch_execute(&format!("CALL migrate.wait({job})")).unwrap();
+    let (state, gone, attempts): (String, bool, i32) = c
+        .query_one(
+            "SELECT (SELECT state FROM migrate.status()), to_regclass('app.things') IS NULL, (SELECT attempts FROM migrate.jobs WHERE job = $1)",
+            &[&job],
+        )
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .unwrap();
+    assert_eq!((state.as_str(), gone, attempts), ("rolled_back", true, 2));
+}

@@ -177,16 +177,15 @@ pub fn record_rolled_back(version: &Version, duration_ms: f64, job: Option<i64>)
     );
 }
 
-/// A failed version's job was queued again: the version is `applying` until it ends.
-pub fn record_resumed(version: &str, job: i64) {
+/// A failed version's job was queued again: the version is `applying` (or `rolling_back`) until
+/// the job ends.
+pub fn record_resumed(version: &str, direction: &str, job: i64) {
+    let to = if direction == "down" { "rolling_back" } else { "applying" };
     as_extension_owner(|| {
-        Spi::run_with_args(
-            "UPDATE migrate.migrations SET state = 'applying' WHERE version = $1",
-            &[version.into()],
-        )
-        .expect("record resume");
+        Spi::run_with_args("UPDATE migrate.migrations SET state = $2 WHERE version = $1", &[version.into(), to.into()])
+            .expect("record resume");
     });
-    event(version, "resume", Some("failed"), Some("applying"), serde_json::json!({ "job": job }));
+    event(version, "resume", Some("failed"), Some(to), serde_json::json!({ "job": job }));
 }
 
 /// How a job ended for one version it carried.

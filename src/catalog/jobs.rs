@@ -21,6 +21,15 @@ pub struct Step {
     pub top_level: Option<TopLevel>,
 }
 
+impl Step {
+    /// Whether the step waits for locks with migrate.lock_timeout and retries. Not for
+    /// CONCURRENTLY builds and plain VACUUM: their waits block no application traffic, and a
+    /// lock_timeout would cancel them while they wait for old transactions to finish.
+    pub fn waits_politely(&self) -> bool {
+        self.top_level.as_ref().is_none_or(|t| t.kind == "vacuum_full")
+    }
+}
+
 /// The caller's pg_migrate settings, carried to the worker.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Settings {
@@ -28,6 +37,9 @@ pub struct Settings {
     pub lock_retries: i32,
     pub retry_backoff_ms: i32,
     pub statement_timeout_ms: i32,
+    /// The caller's search_path: the job's statements name objects as the script did.
+    #[serde(default)]
+    pub search_path: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,17 +161,31 @@ pub fn cancelled_by(job: i64) -> Option<String> {
     })
 }
 
-/// Puts a failed job back in the queue; it resumes at its cursor.
-pub fn requeue(job: i64) {
+/// Puts a failed job back in the queue with the caller's current settings; it resumes at its
+/// cursor.
+pub fn requeue(job: i64, settings: &Settings) {
+    let settings = serde_json::to_value(settings).expect("settings serialise");
     as_extension_owner(|| {
         Spi::run_with_args(
             "UPDATE migrate.all_jobs
                 SET state = 'queued', last_error = NULL, finished_at = NULL, cancelled_by = NULL,
-                    created_xid = pg_catalog.pg_current_xact_id()
+                    created_xid = pg_catalog.pg_current_xact_id(), settings = $2
               WHERE id = $1",
-            &[job.into()],
+            &[job.into(), JsonB(settings).into()],
         )
         .expect("requeue job")
+    })
+}
+
+/// The direction (up | down) of the step a job stopped at.
+pub fn direction_at_cursor(job: i64) -> Option<String> {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT steps -> LEAST(cursor, jsonb_array_length(steps) - 1) ->> 'direction' FROM migrate.all_jobs WHERE id = $1",
+            &[job.into()],
+        )
+        .ok()
+        .flatten()
     })
 }
 
@@ -203,11 +229,13 @@ pub fn orphans() -> Vec<(i64, pg_sys::Oid)> {
     })
 }
 
-/// Job workers running in the whole cluster (they all count against migrate.max_workers).
+/// Job workers running in the whole cluster (they all count against migrate.max_workers),
+/// not counting this one: a worker that is about to exit starts the next queued job.
 pub fn running_workers() -> i64 {
     as_extension_owner(|| {
         Spi::get_one::<i64>(
-            "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'pg_migrate job worker'",
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity
+              WHERE backend_type = 'pg_migrate job worker' AND pid <> pg_catalog.pg_backend_pid()",
         )
         .expect("count workers")
         .unwrap_or(0)

@@ -12,7 +12,7 @@ use std::ffi::CStr;
 /// needs to clean up after it or to skip it when a crashed job is resumed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopLevel {
-    /// create_index | drop_index | reindex | vacuum | validate
+    /// create_index | drop_index | reindex | vacuum | vacuum_full | validate
     pub kind: String,
     /// The table of create_index and validate, the relation of reindex, the index of drop_index,
     /// quoted as written.
@@ -77,7 +77,11 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Class {
             T_ReindexStmt if has_option((*(node as *mut pg_sys::ReindexStmt)).params, "concurrently") => {
                 top_level("reindex", range_var((*(node as *mut pg_sys::ReindexStmt)).relation), None)
             }
-            T_VacuumStmt if (*(node as *mut pg_sys::VacuumStmt)).is_vacuumcmd => top_level("vacuum", None, None),
+            T_VacuumStmt if (*(node as *mut pg_sys::VacuumStmt)).is_vacuumcmd => {
+                // VACUUM FULL rewrites the table under ACCESS EXCLUSIVE: it must wait politely.
+                let full = has_option((*(node as *mut pg_sys::VacuumStmt)).options, "full");
+                top_level(if full { "vacuum_full" } else { "vacuum" }, None, None)
+            }
             T_AlterTableStmt if only_validates(node as *mut pg_sys::AlterTableStmt) => {
                 top_level("validate", range_var((*(node as *mut pg_sys::AlterTableStmt)).relation), None)
             }

@@ -42,6 +42,24 @@ impl Drop for GucScope {
     }
 }
 
+/// Sets a GUC for the rest of the session (a job worker adopting its creator's settings).
+pub fn set_session(name: &str, value: &str) {
+    let name = CString::new(name).expect("GUC names have no NUL");
+    let value = CString::new(value).expect("GUC values have no NUL");
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
 /// Runs `f` as the owner of the pg_migrate extension with `search_path = pg_catalog, pg_temp`.
 /// This is how catalog rows get written by roles that may not write the catalog tables
 /// themselves: there is no SQL-callable back door, only this Rust path.

@@ -34,7 +34,7 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
 
     history::lock();
     launch::resume_orphans();
-    refuse_in_flight(version)?;
+    refuse_in_flight(&format!("version \"{version}\""))?;
     let previous = history::find(version);
     if let Some(prev) = &previous {
         match prev.state.as_str() {
@@ -122,9 +122,8 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
     });
     if let Some(job) = job {
         notice(format!(
-            "pg_migrate: version \"{version}\" is applying: statements {}-{} run in background job {job} after this transaction commits; follow it with CALL migrate.wait({job})",
-            later[0].number,
-            up_script.statements.len()
+            "pg_migrate: version \"{version}\" is applying: {} in background job {job} after this transaction commits; follow it with CALL migrate.wait({job})",
+            statement_range(later[0].number, up_script.statements.len())
         ));
         return Ok("applying".to_string());
     }
@@ -132,9 +131,15 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
     Ok("applied".to_string())
 }
 
+/// "statement 3 runs", "statements 3-5 run".
+fn statement_range(first: usize, last: usize) -> String {
+    if first == last { format!("statement {first} runs") } else { format!("statements {first}-{last} run") }
+}
+
 /// Only one migration at a time may have background work in flight: the next one could depend
 /// on it, and waiting for it here would hold a snapshot its CREATE INDEX CONCURRENTLY waits for.
-pub fn refuse_in_flight(version: &str) -> Result<()> {
+/// `waiting` says what has to wait, for the DETAIL ("version \"8\"", "the rollback").
+pub fn refuse_in_flight(waiting: &str) -> Result<()> {
     match history::in_flight() {
         Some(busy) => {
             let job = history::job_ids(&busy.version).last().copied().unwrap_or_default();
@@ -142,7 +147,7 @@ pub fn refuse_in_flight(version: &str) -> Result<()> {
                 PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
                 format!("version \"{}\" is still {} in background job {job}", busy.version, busy.state.replace('_', " ")),
             )
-            .detail(format!("\"{version}\" must wait until that job has ended."))
+            .detail(format!("{waiting} must wait until that job has ended."))
             .hint(format!("COMMIT, then CALL migrate.wait({job}); or cancel it with SELECT migrate.cancel({job}).")))
         }
         None => Ok(()),
@@ -151,22 +156,17 @@ pub fn refuse_in_flight(version: &str) -> Result<()> {
 
 /// The failed version's job starts again at the statement that failed.
 fn resume_failed(prev: &history::Version) -> Result<String> {
-    let Some(job) = history::job_ids(&prev.version).last().copied() else {
+    let job = history::job_ids(&prev.version).last().copied();
+    let Some(job) = job.filter(|j| jobs::direction_at_cursor(*j).as_deref() == Some("up")) else {
         return Err(Failure::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("version \"{}\" failed and has no job to resume", prev.version),
-        ));
+            format!("version \"{}\" failed while it was being rolled back", prev.version),
+        )
+        .detail("Part of its down SQL took effect; applying its up SQL now could repeat or contradict it.")
+        .hint(format!("Finish the rollback with SELECT migrate.rollback('{}'), which resumes at the statement that failed.", prev.version)));
     };
-    jobs::requeue(job);
-    history::record_resumed(&prev.version, job);
-    let args = launch::JobArgs {
-        job,
-        database: unsafe { pg_sys::MyDatabaseId },
-        owner: unsafe { pg_sys::GetUserId() },
-        creator_xid: worker::current_xid(),
-    };
-    launch::check_owner_can_log_in(args.owner)?;
-    launch::start(args)?;
+    worker::resubmit(job)?;
+    history::record_resumed(&prev.version, "up", job);
     notice(format!(
         "pg_migrate: resuming version \"{}\" in job {job} from the statement that failed; follow it with CALL migrate.wait({job})",
         prev.version

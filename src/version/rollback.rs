@@ -25,7 +25,7 @@ fn rollback_one(version: Option<&str>) -> Result<String> {
     }
     history::lock();
     launch::resume_orphans();
-    super::apply::refuse_in_flight(version.unwrap_or("the rollback"))?;
+    super::apply::refuse_in_flight("the rollback")?;
     let latest = history::latest_applied();
     let target = match version {
         Some(v) => known(v)?,
@@ -54,8 +54,29 @@ fn rollback_one(version: Option<&str>) -> Result<String> {
             "Roll back the newer versions first, or roll back everything after a version with SELECT * FROM migrate.rollback_to('<version to keep>')."
         )));
     }
+    if let Some(job) = failed_rollback_job(&target) {
+        worker::resubmit(job)?;
+        history::record_resumed(&target.version, "down", job);
+        notice(format!(
+            "pg_migrate: resuming the rollback of \"{}\" in job {job} from the statement that failed; follow it with CALL migrate.wait({job})",
+            target.version
+        ));
+        return Ok("rolling_back".to_string());
+    }
     let done = run_downs(std::slice::from_ref(&target))?;
     Ok(if done.is_some() { "rolling_back" } else { "rolled_back" }.to_string())
+}
+
+/// The job of a rollback that failed part-way: rolling back again resumes it rather than
+/// running the down SQL from the start.
+fn failed_rollback_job(v: &Version) -> Option<i64> {
+    if v.state != "failed" {
+        return None;
+    }
+    history::job_ids(&v.version)
+        .last()
+        .copied()
+        .filter(|j| crate::catalog::jobs::direction_at_cursor(*j).as_deref() == Some("down"))
 }
 
 /// Applied versions, and failed ones (part of their up SQL took effect), can be rolled back.
@@ -69,7 +90,9 @@ fn in_effect(v: &Version) -> bool {
 fn rollback_to(
     version: Option<&str>,
 ) -> TableIterator<'static, (name!(version, String), name!(name, Option<String>))> {
-    let done = rollback_after(version).or_raise();
+    let done = rollback_after(version)
+        .map_err(|f| super::record_attempt(version, "rollback_failed", f))
+        .or_raise();
     TableIterator::new(done.into_iter().map(|v| (v.version, v.name)))
 }
 
@@ -78,7 +101,7 @@ fn rollback_after(version: Option<&str>) -> Result<Vec<Version>> {
     let _running = Running::enter("migrate.rollback_to")?;
     history::lock();
     launch::resume_orphans();
-    super::apply::refuse_in_flight(version)?;
+    super::apply::refuse_in_flight("the rollback")?;
     let keep = known(version)?;
     if keep.state != "applied" {
         return Err(Failure::new(

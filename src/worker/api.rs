@@ -10,14 +10,18 @@ use pgrx::PgSqlErrorCode;
 
 /// Runs one statement (typically CREATE INDEX CONCURRENTLY, VACUUM, REINDEX CONCURRENTLY) as a
 /// background job of its own, after the current transaction commits. Returns the job id.
+/// No SET search_path here: the job runs the statement with the caller's search_path, which a
+/// SET clause would hide; pg_migrate's own SQL is pinned inside (see ddl::session).
 #[pg_extern(name = "run_async")]
-#[search_path(pg_catalog, pg_temp)]
 fn run_async(sql: Option<&str>) -> i64 {
     queue_statement(sql).or_raise()
 }
 
 fn queue_statement(sql: Option<&str>) -> Result<i64> {
-    let sql = crate::version::validate::script("statement", "run_async", sql)?;
+    let sql = sql.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+        Failure::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "migrate.run_async() needs a statement")
+            .hint("Pass one statement, for example 'CREATE INDEX CONCURRENTLY …'.")
+    })?;
     let script = crate::ddl::script::parse(crate::ddl::script::Direction::Up, "run_async", sql)?;
     if script.statements.len() != 1 {
         return Err(Failure::new(

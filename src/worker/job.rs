@@ -109,6 +109,9 @@ fn run_steps(job: i64, claimed: &Claimed) {
         retry_backoff_ms: s.retry_backoff_ms,
         statement_timeout_ms: s.statement_timeout_ms,
     };
+    if let Some(path) = &s.search_path {
+        crate::ddl::session::set_session("search_path", path);
+    }
     let steps = &claimed.steps;
     for (i, step) in steps.iter().enumerate().skip(claimed.cursor) {
         if transaction(|| jobs::state(job)).as_deref() == Some("cancelled") {
@@ -122,7 +125,7 @@ fn run_steps(job: i64, claimed: &Claimed) {
         }
         let invalid_before = transaction(|| super::cleanup::invalid_indexes(step, resumed));
         let site = site_of(step);
-        let outcome = run_politely(&site, &limits, step.top_level.is_none(), |lock_timeout| {
+        let outcome = run_politely(&site, &limits, step.waits_politely(), |lock_timeout| {
             transaction(|| jobs::heartbeat(job));
             executor::try_top_level(&step.sql, lock_timeout, limits.statement_timeout_ms)
         });

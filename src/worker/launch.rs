@@ -89,7 +89,7 @@ pub fn start(args: JobArgs) -> Result<bool> {
                 format!("could not start a pg_migrate worker for job {}: no background worker slot is free", args.job),
             )
             .detail(format!(
-                "max_worker_processes is {max_procs} and every slot is in use (parallel queries, logical replication, pg_cron and pg_migrate all use them)."
+                "max_worker_processes is {max_procs} and every slot is in use (parallel queries, logical replication, pg_cron, pg_migrate's jobs and launchers all use them)."
             ))
             .hint("Raise max_worker_processes (needs a restart), or lower migrate.max_workers, or retry when other workers have finished.")
 )

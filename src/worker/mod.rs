@@ -21,16 +21,38 @@ use pgrx::prelude::*;
 pub fn submit(steps: &[Step]) -> Result<i64> {
     let owner = unsafe { pg_sys::GetUserId() };
     launch::check_owner_can_log_in(owner)?;
+    let job = jobs::queue(owner, steps, &caller_settings());
+    start(job)?;
+    Ok(job)
+}
+
+/// Puts a failed job back in the queue with the caller's settings and starts its worker.
+pub fn resubmit(job: i64) -> Result<()> {
+    launch::check_owner_can_log_in(unsafe { pg_sys::GetUserId() })?;
+    jobs::requeue(job, &caller_settings());
+    start(job)
+}
+
+fn start(job: i64) -> Result<()> {
+    let args = launch::JobArgs {
+        job,
+        database: unsafe { pg_sys::MyDatabaseId },
+        owner: unsafe { pg_sys::GetUserId() },
+        creator_xid: current_xid(),
+    };
+    launch::start(args).map(|_| ())
+}
+
+/// The caller's settings, which the job's worker adopts.
+fn caller_settings() -> Settings {
     let l = Limits::from_settings();
-    let settings = Settings {
+    Settings {
         lock_timeout_ms: l.lock_timeout_ms,
         lock_retries: l.lock_retries,
         retry_backoff_ms: l.retry_backoff_ms,
         statement_timeout_ms: l.statement_timeout_ms,
-    };
-    let job = jobs::queue(owner, steps, &settings);
-    launch::start(launch::JobArgs { job, database: unsafe { pg_sys::MyDatabaseId }, owner, creator_xid: current_xid() })?;
-    Ok(job)
+        search_path: Spi::get_one::<String>("SELECT pg_catalog.current_setting('search_path')").ok().flatten(),
+    }
 }
 
 /// This transaction's full id; a job's worker waits until it has ended.
