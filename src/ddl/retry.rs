@@ -55,14 +55,7 @@ fn run_statement(version: &str, script: &Script, stmt: &Statement, total: usize)
             sleep_ms(jitter(pause));
         }
         let watch = Watch::start(gucs::statement_timeout_ms());
-        let outcome = subxact::run(|| {
-            let guc = GucScope::new();
-            guc.set("lock_timeout", &format!("{timeout}ms"));
-            if let Err(e) = Spi::run(&stmt.sql) {
-                pgrx::error!("{e}");
-            }
-            drop(guc);
-        });
+        let outcome = try_once(&stmt.sql, timeout);
         let timed_out = watch.timed_out();
         let awaited = watch.awaited_lock();
         drop(watch);
@@ -100,6 +93,19 @@ fn run_statement(version: &str, script: &Script, stmt: &Statement, total: usize)
     )
     .detail(format!("Waited for {last_blocker}. Statement: {}", stmt.fragment()))
     .hint("Nothing was applied. End or wait for the blocking session, then call again; migrate.lock_timeout, migrate.lock_retries and migrate.retry_backoff set how long pg_migrate keeps trying."))
+}
+
+/// One try of one statement in its own subtransaction with `lock_timeout` set: on error only
+/// this statement is undone and the error is returned.
+pub fn try_once(sql: &str, lock_timeout_ms: i32) -> std::result::Result<(), Caught> {
+    subxact::run(|| {
+        let guc = GucScope::new();
+        guc.set("lock_timeout", &format!("{lock_timeout_ms}ms"));
+        if let Err(e) = Spi::run(sql) {
+            pgrx::error!("{e}");
+        }
+        drop(guc);
+    })
 }
 
 /// The original error, with where it happened in the script. The SQLSTATE is kept so that

@@ -115,14 +115,21 @@ fn char_pos_to_offset(text: &str, pos: i32) -> usize {
     text.char_indices().nth(pos as usize - 1).map_or(text.len(), |(o, _)| o)
 }
 
-/// Parse `sql` into statements. Syntax errors are reported with line and column within the
-/// script, and nothing else happens.
-pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
+/// A statement with its raw parse tree (`RawStmt.stmt`), for code that inspects what a
+/// statement does without running it (lint, plan). The node lives in the memory context that was
+/// current when the script was split, so it is valid for the rest of the SQL function call.
+pub struct Parsed {
+    pub statement: Statement,
+    pub node: *mut pg_sys::Node,
+}
+
+/// Split `sql` into statements with the raw parser, keeping every statement's parse tree and
+/// refusing nothing. Syntax errors are reported with line and column within the script;
+/// `label` names the script in messages (`up SQL of version "42"`). An empty script (only
+/// comments) is an empty list.
+pub fn split(label: &str, sql: &str) -> Result<Vec<Parsed>> {
     let c_sql = CString::new(sql).map_err(|_| {
-        Failure::new(
-            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
-            format!("{} SQL of version \"{version}\" contains a NUL byte", direction.as_str()),
-        )
+        Failure::new(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, format!("{label} contains a NUL byte"))
     })?;
 
     let parsed = unsafe {
@@ -156,16 +163,9 @@ pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
             let offset = char_pos_to_offset(sql, unsafe { ERROR_POSITION });
             let (line, col) = line_col(sql, offset);
             let line_text = sql[..].lines().nth(line - 1).unwrap_or("").trim_end();
-            return Err(Failure::new(
-                code,
-                format!(
-                    "{} in {} SQL of version \"{version}\" at line {line}, column {col}",
-                    message,
-                    direction.as_str()
-                ),
-            )
-            .detail(format!("Line {line}: {line_text}"))
-            .hint("Nothing was run. Fix the SQL and call the function again."));
+            return Err(Failure::new(code, format!("{message} in {label} at line {line}, column {col}"))
+                .detail(format!("Line {line}: {line_text}"))
+                .hint("Nothing was run. Fix the SQL and call the function again."));
         }
     };
 
@@ -182,37 +182,40 @@ pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
                 continue;
             }
             let (line, _) = line_col(sql, start);
-            statements.push(Statement {
-                number: statements.len() + 1,
-                line,
-                sql: text.to_string(),
+            statements.push(Parsed {
+                statement: Statement { number: statements.len() + 1, line, sql: text.to_string() },
+                node: (*stmt).stmt,
             });
-            let problem = refuse_in_transaction((*stmt).stmt);
-            if let Some(what) = problem {
-                let s = statements.last().unwrap();
-                return Err(Failure::new(
-                    PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-                    format!(
-                        "statement {} (line {}) of {} SQL of version \"{version}\" cannot run inside a migration: {what}",
-                        s.number,
-                        s.line,
-                        direction.as_str()
-                    ),
-                )
-                .detail(format!("Statement: {}", s.fragment()))
-                .hint(hint_for_refused(what)));
-            }
         }
     }
+    Ok(statements)
+}
 
-    if statements.is_empty() {
-        return Err(Failure::new(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("{} SQL of version \"{version}\" contains no statements", direction.as_str()),
-        )
-        .hint("Pass at least one SQL statement; comments alone do nothing."));
+/// Parse `sql` into statements. Syntax errors are reported with line and column within the
+/// script, statements that cannot run inside a transaction are refused, and nothing else happens.
+pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
+    parse_labeled(direction, &format!("{} SQL of version \"{version}\"", direction.as_str()), sql)
+}
+
+/// `parse` for a script that is not (yet) a version: `label` names it in messages ("up SQL").
+pub fn parse_labeled(direction: Direction, label: &str, sql: &str) -> Result<Script> {
+    let parsed = split(label, sql)?;
+    for p in &parsed {
+        if let Some(what) = unsafe { non_transactional(p.node) } {
+            let s = &p.statement;
+            return Err(Failure::new(
+                PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+                format!("statement {} (line {}) of {label} cannot run inside a migration: {what}", s.number, s.line),
+            )
+            .detail(format!("Statement: {}", s.fragment()))
+            .hint(hint_for_refused(what)));
+        }
     }
-    Ok(Script { direction, statements })
+    if parsed.is_empty() {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("{label} contains no statements"))
+            .hint("Pass at least one SQL statement; comments alone do nothing."));
+    }
+    Ok(Script { direction, statements: parsed.into_iter().map(|p| p.statement).collect() })
 }
 
 fn hint_for_refused(what: &str) -> &'static str {
@@ -224,8 +227,8 @@ fn hint_for_refused(what: &str) -> &'static str {
 }
 
 /// Statements Postgres refuses inside a transaction block or a function, found before anything
-/// runs so that a migration never half-applies because of them.
-unsafe fn refuse_in_transaction(node: *mut pg_sys::Node) -> Option<&'static str> {
+/// runs so that a migration never half-applies because of them. `node` is a raw parse tree.
+pub unsafe fn non_transactional(node: *mut pg_sys::Node) -> Option<&'static str> {
     use pg_sys::NodeTag::*;
     if node.is_null() {
         return None;
@@ -256,7 +259,7 @@ unsafe fn refuse_in_transaction(node: *mut pg_sys::Node) -> Option<&'static str>
 }
 
 /// Whether a DefElem list (a statement's option list) names `name`.
-unsafe fn has_option(list: *mut pg_sys::List, name: &str) -> bool {
+pub unsafe fn has_option(list: *mut pg_sys::List, name: &str) -> bool {
     unsafe {
         PgList::<pg_sys::DefElem>::from_pg(list).iter_ptr().any(|d| {
             !(*d).defname.is_null() && std::ffi::CStr::from_ptr((*d).defname).to_bytes() == name.as_bytes()

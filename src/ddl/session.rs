@@ -42,6 +42,18 @@ impl Drop for GucScope {
     }
 }
 
+/// Runs `f` with `search_path = pg_catalog, pg_temp`, as the caller. For pg_migrate's own catalog
+/// queries inside functions that otherwise run or resolve user SQL with the caller's search_path
+/// (lint, plan, verify): names the user wrote resolve as the user expects, pg_migrate's queries
+/// cannot be redirected by objects on that path.
+pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
+    let guc = GucScope::new();
+    guc.set("search_path", "pg_catalog, pg_temp");
+    let result = f();
+    drop(guc);
+    result
+}
+
 /// Runs `f` as the owner of the pg_migrate extension with `search_path = pg_catalog, pg_temp`.
 /// This is how catalog rows get written by roles that may not write the catalog tables
 /// themselves: there is no SQL-callable back door, only this Rust path.

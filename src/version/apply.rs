@@ -84,6 +84,8 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
     if let Some(d) = down {
         script::parse(script::Direction::Down, version, d)?;
     }
+    // Lint before anything runs: dangerous patterns are refused unless the up SQL allows them.
+    let lint_accepted = crate::safety::gate::check(version, up)?;
 
     let started = Instant::now();
     retry::run_script(version, &up_script)?;
@@ -98,6 +100,7 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
         down,
         duration_ms,
         previous: previous.as_ref(),
+        lint_accepted: &lint_accepted,
     });
     notice(format!(
         "pg_migrate: applied \"{version}\" ({} statements, {:.0} ms)",

@@ -3,7 +3,7 @@
 mod apply;
 mod bookkeeping;
 mod checksum;
-mod history;
+pub(crate) mod history;
 mod rollback;
 mod validate;
 
