@@ -1,7 +1,8 @@
 //! pg_migrate: safe, zero-downtime schema migrations from inside PostgreSQL.
 //!
 //! This file only wires modules together. Data flows one way (see DESIGN.md):
-//! SQL call → `version` (decides what to do) → `ddl` (does it) → `version::history` (remembers it).
+//! SQL call → `version` (decides what to do; `safety` lints it first) → `ddl` (does it) →
+//! `version::history` (remembers it). `safety` also offers dry runs: plan and verify.
 
 use pgrx::prelude::*;
 
@@ -9,6 +10,7 @@ mod catalog;
 mod ddl;
 mod error;
 mod gucs;
+mod safety;
 mod version;
 mod worker;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 fn two_sessions_applying_the_same_version_apply_it_once() {
     let pg = Cluster::start();
     pg.create_db("app");
-    let up = "CREATE TABLE users (id bigint PRIMARY KEY);\nINSERT INTO audit_marker VALUES (1);";
+    let up = "CREATE TABLE users (id bigint PRIMARY KEY);\nINSERT INTO audit_marker VALUES (1);\n-- migrate:allow mixed-ddl-and-data";
     pg.connect("app").batch_execute("CREATE TABLE audit_marker (n int)").unwrap();
 
     // Session A applies inside an open transaction, so it holds the advisory lock.
@@ -66,7 +66,8 @@ fn a_failing_migration_leaves_no_trace_in_the_schema_or_history() {
     let up = "CREATE TABLE ledger (id int);\n\
               ALTER TABLE accounts ADD COLUMN balance numeric;\n\
               -- the next one fails: duplicate key\n\
-              INSERT INTO accounts VALUES (1);";
+              INSERT INTO accounts VALUES (1);\n\
+              -- migrate:allow mixed-ddl-and-data";
     let err = c.query_one("SELECT migrate.apply('2_ledger', $1, 'DROP TABLE ledger;')", &[&up]).unwrap_err();
     let (code, message, detail, hint) = db_error(&err);
     assert_eq!(code, "23505", "the original SQLSTATE reaches the client");

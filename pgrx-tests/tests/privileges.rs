@@ -104,6 +104,7 @@ fn functions_pin_their_search_path_against_hijacking() {
          CREATE TABLE evil.pg_extension (extname name, extowner oid);
          CREATE FUNCTION evil.pg_advisory_xact_lock(bigint) RETURNS void LANGUAGE sql AS 'SELECT NULL::void';
          CREATE TABLE evil.migrations (version text);
+         CREATE FUNCTION evil.pg_backend_pid() RETURNS int LANGUAGE sql AS 'SELECT 0';
          SET search_path = evil, public;",
     )
     .unwrap();
@@ -119,14 +120,21 @@ fn functions_pin_their_search_path_against_hijacking() {
     assert_eq!(n, 1);
     let fake: i64 = d.query_one("SELECT count(*) FROM evil.migrations", &[]).unwrap().get(0);
     assert_eq!(fake, 0);
+    // lint, plan and verify resolve the user's names with the caller's search_path too, and pin
+    // it around their own queries: plan still finds its own backend's locks.
+    let lock: String = d
+        .query_one("SELECT lock_mode FROM migrate.plan('ALTER TABLE here ADD COLUMN x int') WHERE relation = 'evil.here'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(lock, "AccessExclusiveLock");
     let configs: Vec<String> = d
         .query(
             "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
               WHERE n.nspname = 'migrate'
-                -- these run the caller's SQL with the caller's search_path (their own catalog
-                -- SQL is pinned inside); wait() is a procedure that COMMITs, which a SET clause
-                -- forbids, so it schema-qualifies every name instead
-                AND p.proname NOT IN ('apply', 'rollback', 'rollback_to', 'run_async', 'wait')
+                -- these run or resolve the caller's SQL with the caller's search_path (their own
+                -- catalog SQL is pinned inside); wait() is a procedure that COMMITs, which a SET
+                -- clause forbids, so it schema-qualifies every name instead
+                AND p.proname NOT IN ('apply', 'rollback', 'rollback_to', 'run_async', 'wait', 'lint', 'plan', 'verify')
                 AND NOT coalesce(p.proconfig::text LIKE '%search_path%', false)
               ORDER BY 1",
             &[],

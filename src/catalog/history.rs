@@ -18,6 +18,7 @@ pub struct Version {
     pub checksum: Option<String>,
     pub state: String,
     pub is_baseline: bool,
+    pub up: Option<String>,
     pub down: Option<String>,
 }
 
@@ -30,7 +31,7 @@ pub fn lock() {
     })
 }
 
-const COLUMNS: &str = "version, name, checksum, state, is_baseline, down";
+const COLUMNS: &str = "version, name, checksum, state, is_baseline, up, down";
 
 fn select(condition_and_order: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Vec<Version> {
     let query = format!("SELECT {COLUMNS} FROM migrate.migrations {condition_and_order}");
@@ -45,7 +46,8 @@ fn select(condition_and_order: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Ve
                     checksum: row.get::<String>(3)?,
                     state: row.get::<String>(4)?.unwrap_or_default(),
                     is_baseline: row.get::<bool>(5)?.unwrap_or(false),
-                    down: row.get::<String>(6)?,
+                    up: row.get::<String>(6)?,
+                    down: row.get::<String>(7)?,
                 });
             }
             Ok::<_, pgrx::spi::SpiError>(out)
@@ -108,6 +110,8 @@ pub struct Applied<'a> {
     pub previous: Option<&'a Version>,
     /// The job that runs the rest of the script; the version stays `applying` until it ends.
     pub job: Option<i64>,
+    /// Lint rules the migration breaks with permission (`-- migrate:allow`).
+    pub lint_accepted: &'a [String],
 }
 
 pub fn record_applied(a: &Applied) {
@@ -116,14 +120,14 @@ pub fn record_applied(a: &Applied) {
     as_extension_owner(|| {
         Spi::run_with_args(
             "INSERT INTO migrate.migrations AS m
-                    (version, name, checksum, up, down, applied_by, applied_at, duration_ms, state, job_ids)
+                    (version, name, checksum, up, down, applied_by, applied_at, duration_ms, state, job_ids, lint_accepted)
              VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), round($7::numeric, 3), $8,
-                     CASE WHEN $9::bigint IS NULL THEN '{}'::bigint[] ELSE ARRAY[$9::bigint] END)
+                     CASE WHEN $9::bigint IS NULL THEN '{}'::bigint[] ELSE ARRAY[$9::bigint] END, $10)
              ON CONFLICT (version) DO UPDATE
                 SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, up = EXCLUDED.up,
                     down = EXCLUDED.down, state = EXCLUDED.state, applied_by = EXCLUDED.applied_by,
                     applied_at = EXCLUDED.applied_at, duration_ms = EXCLUDED.duration_ms,
-                    rolled_back_by = NULL, rolled_back_at = NULL,
+                    rolled_back_by = NULL, rolled_back_at = NULL, lint_accepted = EXCLUDED.lint_accepted,
                     job_ids = m.job_ids || EXCLUDED.job_ids",
             &[
                 a.version.into(),
@@ -135,11 +139,15 @@ pub fn record_applied(a: &Applied) {
                 a.duration_ms.into(),
                 to_state.into(),
                 a.job.into(),
+                a.lint_accepted.to_vec().into(),
             ],
         )
         .expect("record apply");
     });
     let mut detail = serde_json::json!({ "checksum": a.checksum, "duration_ms": a.duration_ms, "job": a.job });
+    if !a.lint_accepted.is_empty() {
+        detail["lint_accepted"] = a.lint_accepted.into();
+    }
     if let Some(prev) = a.previous {
         if prev.checksum.as_deref() != Some(a.checksum) {
             detail["previous_checksum"] = prev.checksum.clone().into();

@@ -22,6 +22,20 @@ pub struct TopLevel {
     pub index: Option<String>,
 }
 
+impl TopLevel {
+    /// Why the statement cannot run inside a transaction block; None for VALIDATE, which can
+    /// (it runs in a job only to keep its lock short).
+    pub fn why(&self) -> Option<&'static str> {
+        Some(match self.kind.as_str() {
+            "create_index" => "CREATE INDEX CONCURRENTLY cannot run inside a transaction block",
+            "drop_index" => "DROP INDEX CONCURRENTLY cannot run inside a transaction block",
+            "reindex" => "REINDEX CONCURRENTLY cannot run inside a transaction block",
+            "vacuum" | "vacuum_full" => "VACUUM cannot run inside a transaction block",
+            _ => return None,
+        })
+    }
+}
+
 pub enum Class {
     Transactional,
     TopLevel(TopLevel),
@@ -140,5 +154,15 @@ unsafe fn has_option(list: *mut pg_sys::List, name: &str) -> bool {
         PgList::<pg_sys::DefElem>::from_pg(list)
             .iter_ptr()
             .any(|d| cstr((*d).defname) == Some(name))
+    }
+}
+
+/// Why a statement cannot run inside a transaction block, if it cannot: for dry runs (plan,
+/// verify), which report such statements instead of executing them.
+pub unsafe fn non_transactional(node: *mut pg_sys::Node) -> Option<&'static str> {
+    match unsafe { classify(node) } {
+        Class::Transactional => None,
+        Class::Refused { what, .. } => Some(what),
+        Class::TopLevel(t) => t.why(),
     }
 }

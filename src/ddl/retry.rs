@@ -89,18 +89,24 @@ pub fn run_script(version: &str, script: &Script, statements: &[Statement]) -> R
 /// One try in the caller's transaction: a subtransaction, so that a failed try undoes only itself.
 fn in_subtransaction(sql: &str, lock_timeout_ms: i32, limits: &Limits) -> std::result::Result<(), Try> {
     let watch = Watch::start(limits.statement_timeout_ms);
-    let outcome = subxact::run(|| {
+    let outcome = try_once(sql, lock_timeout_ms);
+    let timed_out = watch.timed_out();
+    let awaited = watch.awaited_lock();
+    drop(watch);
+    outcome.map_err(|error| Try { error, timed_out, blocker: awaited.map(|lock| blockers::describe(&lock)) })
+}
+
+/// One try of one statement in its own subtransaction with `lock_timeout` set: on error only
+/// this statement is undone and the error is returned.
+pub fn try_once(sql: &str, lock_timeout_ms: i32) -> std::result::Result<(), Caught> {
+    subxact::run(|| {
         let guc = GucScope::new();
         guc.set("lock_timeout", &format!("{lock_timeout_ms}ms"));
         if let Err(e) = Spi::run(sql) {
             pgrx::error!("{e}");
         }
         drop(guc);
-    });
-    let timed_out = watch.timed_out();
-    let awaited = watch.awaited_lock();
-    drop(watch);
-    outcome.map_err(|error| Try { error, timed_out, blocker: awaited.map(|lock| blockers::describe(&lock)) })
+    })
 }
 
 /// Runs `attempt` until it succeeds, retrying lock timeouts on the schedule of `limits` when

@@ -131,14 +131,21 @@ fn char_pos_to_offset(text: &str, pos: i32) -> usize {
     text.char_indices().nth(pos as usize - 1).map_or(text.len(), |(o, _)| o)
 }
 
-/// Parse `sql` into statements. Syntax errors are reported with line and column within the
-/// script, and nothing else happens.
-pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
+/// A statement with its raw parse tree (`RawStmt.stmt`), for code that inspects what a
+/// statement does without running it (lint, plan). The node lives in the memory context that was
+/// current when the script was split, so it is valid for the rest of the SQL function call.
+pub struct Parsed {
+    pub statement: Statement,
+    pub node: *mut pg_sys::Node,
+}
+
+/// Split `sql` into statements with the raw parser, keeping every statement's parse tree and
+/// refusing nothing. Syntax errors are reported with line and column within the script;
+/// `label` names the script in messages (`up SQL of version "42"`). An empty script (only
+/// comments) is an empty list.
+pub fn split(label: &str, sql: &str) -> Result<Vec<Parsed>> {
     let c_sql = CString::new(sql).map_err(|_| {
-        Failure::new(
-            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
-            format!("{} SQL of version \"{version}\" contains a NUL byte", direction.as_str()),
-        )
+        Failure::new(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, format!("{label} contains a NUL byte"))
     })?;
 
     let parsed = unsafe {
@@ -164,17 +171,11 @@ pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
             let Caught { message, code, .. } = caught;
             let offset = char_pos_to_offset(sql, unsafe { ERROR_POSITION });
             let (line, col) = line_col(sql, offset);
-            let line_text = sql[..].lines().nth(line - 1).unwrap_or("").trim_end();
-            return Err(Failure::new(
-                code,
-                format!(
-                    "{} in {} SQL of version \"{version}\" at line {line}, column {col}",
-                    message,
-                    direction.as_str()
-                ),
-            )
-            .detail(format!("Line {line}: {line_text}"))
-            .hint("Nothing was run. Fix the SQL and call the function again."));
+            let line_text = sql.lines().nth(line - 1).unwrap_or("").trim_end();
+            return Err(Failure::new(code, format!("{message} in {label} at line {line}, column {col}"))
+                .detail(format!("Line {line}: {line_text}"))
+                .hint("Nothing was run. Fix the SQL and call the function again.")
+                .at(0, line));
         }
     };
 
@@ -191,41 +192,45 @@ pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
                 continue;
             }
             let (line, _) = line_col(sql, start);
-            let class = classify::classify((*stmt).stmt);
-            statements.push(Statement {
-                number: statements.len() + 1,
-                line,
-                sql: text.to_string(),
-                top_level: match &class {
-                    Class::TopLevel(t) => Some(t.clone()),
-                    _ => None,
-                },
+            let top_level = match classify::classify((*stmt).stmt) {
+                Class::TopLevel(t) => Some(t),
+                _ => None,
+            };
+            statements.push(Parsed {
+                statement: Statement { number: statements.len() + 1, line, sql: text.to_string(), top_level },
+                node: (*stmt).stmt,
             });
-            if let Class::Refused { what, hint } = class {
-                let s = statements.last().unwrap();
-                return Err(Failure::new(
-                    PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-                    format!(
-                        "statement {} (line {}) of {} SQL of version \"{version}\" cannot run inside a migration: {what}",
-                        s.number,
-                        s.line,
-                        direction.as_str()
-                    ),
-                )
-                .detail(format!("Statement: {}", s.fragment()))
-                .hint(hint));
-            }
         }
     }
+    Ok(statements)
+}
 
-    if statements.is_empty() {
-        return Err(Failure::new(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("{} SQL of version \"{version}\" contains no statements", direction.as_str()),
-        )
-        .hint("Pass at least one SQL statement; comments alone do nothing."));
+/// Parse `sql` into statements. Syntax errors are reported with line and column within the
+/// script, statements that have no place in a migration are refused, and nothing else happens.
+pub fn parse(direction: Direction, version: &str, sql: &str) -> Result<Script> {
+    parse_labeled(direction, &format!("{} SQL of version \"{version}\"", direction.as_str()), sql)
+}
+
+/// `parse` for a script that is not (yet) a version: `label` names it in messages ("up SQL").
+pub fn parse_labeled(direction: Direction, label: &str, sql: &str) -> Result<Script> {
+    let parsed = split(label, sql)?;
+    let total = parsed.len();
+    for p in &parsed {
+        if let Class::Refused { what, hint } = unsafe { classify::classify(p.node) } {
+            let s = &p.statement;
+            return Err(Failure::new(
+                PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+                format!("statement {}/{total} (line {}) of {label} cannot run inside a migration: {what}", s.number, s.line),
+            )
+            .detail(format!("Statement: {}", s.fragment()))
+            .hint(hint));
+        }
     }
-    Ok(Script { direction, statements })
+    if parsed.is_empty() {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("{label} contains no statements"))
+            .hint("Pass at least one SQL statement; comments alone do nothing."));
+    }
+    Ok(Script { direction, statements: parsed.into_iter().map(|p| p.statement).collect() })
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -280,7 +285,7 @@ mod tests {
     #[pg_test]
     fn refuses_transaction_control() {
         let err = parse(Direction::Up, "v1", "CREATE TABLE a(i int);\nCREATE DATABASE x;").unwrap_err();
-        assert!(err.message.contains("statement 2 (line 2)"), "{}", err.message);
+        assert!(err.message.contains("statement 2/2 (line 2)"), "{}", err.message);
         let err = parse(Direction::Down, "v1", "COMMIT;").unwrap_err();
         assert!(err.message.contains("transaction control"), "{}", err.message);
         assert!(parse(Direction::Up, "v1", "-- nothing\n;;").is_err());

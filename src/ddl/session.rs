@@ -60,34 +60,44 @@ pub fn set_session(name: &str, value: &str) {
     }
 }
 
+/// Runs `f` with `search_path = pg_catalog, pg_temp`, as the caller. For pg_migrate's own catalog
+/// queries inside functions that otherwise run or resolve user SQL with the caller's search_path
+/// (lint, plan, verify): names the user wrote resolve as the user expects, pg_migrate's queries
+/// cannot be redirected by objects on that path.
+pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
+    let guc = GucScope::new();
+    guc.set("search_path", "pg_catalog, pg_temp");
+    let result = f();
+    drop(guc);
+    result
+}
+
 /// Runs `f` as the owner of the pg_migrate extension with `search_path = pg_catalog, pg_temp`.
 /// This is how catalog rows get written by roles that may not write the catalog tables
 /// themselves: there is no SQL-callable back door, only this Rust path.
 pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
-    let guc = GucScope::new();
-    guc.set("search_path", "pg_catalog, pg_temp");
-    let owner = Spi::get_one::<pg_sys::Oid>(
-        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_migrate'",
-    )
-    .ok()
-    .flatten()
-    .expect("pg_migrate is installed in this database");
-
-    let mut caller = pg_sys::InvalidOid;
-    let mut sec_context = 0;
-    unsafe { pg_sys::GetUserIdAndSecContext(&mut caller, &mut sec_context) };
-    let _restore = RestoreUser { user: caller, sec_context };
-    unsafe {
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            sec_context
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+    with_pinned_search_path(|| {
+        let owner = Spi::get_one::<pg_sys::Oid>(
+            "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_migrate'",
         )
-    };
-    let result = f();
-    drop(guc);
-    result
+        .ok()
+        .flatten()
+        .expect("pg_migrate is installed in this database");
+
+        let mut caller = pg_sys::InvalidOid;
+        let mut sec_context = 0;
+        unsafe { pg_sys::GetUserIdAndSecContext(&mut caller, &mut sec_context) };
+        let _restore = RestoreUser { user: caller, sec_context };
+        unsafe {
+            pg_sys::SetUserIdAndSecContext(
+                owner,
+                sec_context
+                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+            )
+        };
+        f()
+    })
 }
 
 struct RestoreUser {

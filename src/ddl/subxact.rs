@@ -47,6 +47,23 @@ impl From<Caught> for crate::error::Failure {
 /// Runs `f` inside a subtransaction. On success the subtransaction is released (its work stays
 /// part of the caller's transaction); on error it is rolled back and the error returned.
 pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
+    in_subtransaction(Ending::Keep, f)
+}
+
+/// Runs `f` inside a subtransaction that is always rolled back, also when `f` succeeds: a dry
+/// run (plan, verify) sees the effects of the user's SQL while it runs and leaves none behind.
+/// Values `f` returns must not point into memory of the subtransaction (Rust-owned data is fine).
+pub fn run_and_roll_back<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
+    in_subtransaction(Ending::RollBack, f)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Keep,
+    RollBack,
+}
+
+fn in_subtransaction<R>(ending: Ending, f: impl FnOnce() -> R) -> Result<R, Caught> {
     let f = std::panic::AssertUnwindSafe(f);
     unsafe {
         let memcx = pg_sys::CurrentMemoryContext;
@@ -58,7 +75,10 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
         PgTryBuilder::new(move || {
             let f = f;
             let value = (f.0)();
-            pg_sys::ReleaseCurrentSubTransaction();
+            match ending {
+                Ending::Keep => pg_sys::ReleaseCurrentSubTransaction(),
+                Ending::RollBack => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+            }
             pg_sys::MemoryContextSwitchTo(memcx);
             pg_sys::CurrentResourceOwner = owner;
             Ok(value)

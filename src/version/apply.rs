@@ -95,6 +95,8 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
     if let Some(d) = down {
         script::parse(script::Direction::Down, version, d)?;
     }
+    // Lint before anything runs: dangerous patterns are refused unless the up SQL allows them.
+    let lint_accepted = crate::safety::gate::check(version, up)?;
 
     let (now, later) = up_script.split();
     if !later.is_empty() {
@@ -119,6 +121,7 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
         duration_ms,
         previous: previous.as_ref(),
         job,
+        lint_accepted: &lint_accepted,
     });
     if let Some(job) = job {
         notice(format!(

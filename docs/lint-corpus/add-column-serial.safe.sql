@@ -1,0 +1,2 @@
+-- lint corpus: safe twin of add-column-serial
+ALTER TABLE orders ADD COLUMN seq bigint;

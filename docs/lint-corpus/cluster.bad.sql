@@ -1,0 +1,2 @@
+-- lint corpus: breaks cluster
+CLUSTER users USING users_pkey;

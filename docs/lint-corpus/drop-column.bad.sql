@@ -1,0 +1,2 @@
+-- lint corpus: breaks drop-column
+ALTER TABLE users DROP COLUMN legacy_flag;

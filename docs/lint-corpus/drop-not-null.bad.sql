@@ -1,0 +1,2 @@
+-- lint corpus: breaks drop-not-null
+ALTER TABLE users ALTER COLUMN created_at DROP NOT NULL;

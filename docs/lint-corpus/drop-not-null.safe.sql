@@ -1,0 +1,2 @@
+-- lint corpus: safe twin of drop-not-null
+ALTER TABLE users ALTER COLUMN created_at SET DEFAULT now();

@@ -1,0 +1,2 @@
+-- lint corpus: breaks drop-schema
+DROP SCHEMA reporting CASCADE;

@@ -1,0 +1,3 @@
+-- lint corpus: safe twin of drop-schema
+CREATE SCHEMA staging;
+DROP SCHEMA staging;

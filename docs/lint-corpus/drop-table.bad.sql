@@ -1,0 +1,2 @@
+-- lint corpus: breaks drop-table
+DROP TABLE audit_log;

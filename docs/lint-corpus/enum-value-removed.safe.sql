@@ -1,0 +1,2 @@
+-- lint corpus: safe twin of enum-value-removed
+ALTER TYPE mood ADD VALUE IF NOT EXISTS 'neutral' BEFORE 'sad';

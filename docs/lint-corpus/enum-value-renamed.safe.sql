@@ -1,0 +1,2 @@
+-- lint corpus: safe twin of enum-value-renamed
+ALTER TYPE mood ADD VALUE 'unhappy';

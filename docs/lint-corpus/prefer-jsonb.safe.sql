@@ -1,0 +1,2 @@
+-- lint corpus: safe twin of prefer-jsonb
+ALTER TABLE audit_log ADD COLUMN context jsonb;

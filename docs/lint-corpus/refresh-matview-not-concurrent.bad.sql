@@ -1,0 +1,2 @@
+-- lint corpus: breaks refresh-matview-not-concurrent
+REFRESH MATERIALIZED VIEW order_totals;

@@ -1,0 +1,2 @@
+-- lint corpus: safe twin of reindex-not-concurrent
+REINDEX INDEX CONCURRENTLY users_phone_idx;

@@ -1,0 +1,2 @@
+-- lint corpus: breaks rename-table
+ALTER TABLE orders RENAME TO purchases;

@@ -1,0 +1,2 @@
+-- lint corpus: breaks truncate
+TRUNCATE audit_log;

@@ -1,0 +1,2 @@
+-- lint corpus: safe twin of truncate
+DELETE FROM audit_log WHERE at < now() - interval '90 days';

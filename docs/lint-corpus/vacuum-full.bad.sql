@@ -1,0 +1,2 @@
+-- lint corpus: breaks vacuum-full
+VACUUM FULL users;

@@ -1,0 +1,2 @@
+-- lint corpus: safe twin of vacuum-full
+VACUUM (ANALYZE) users;

@@ -1,0 +1,3 @@
+-- lint corpus: breaks validate-in-same-migration
+ALTER TABLE orders ADD CONSTRAINT orders_total_positive CHECK (total >= 0) NOT VALID;
+ALTER TABLE orders VALIDATE CONSTRAINT orders_total_positive;

@@ -1,0 +1,2 @@
+-- lint corpus: breaks whole-table-write
+UPDATE users SET status = 'active';
