@@ -72,7 +72,8 @@ fn plan_statements(parsed: &[Parsed]) -> Vec<Row> {
                 break;
             }
         };
-        let statement_rows = measured(number, duration, &before_relations, &after_relations, &before_locks, &after_locks);
+        let statement_rows =
+            measured(number, duration, changes(&before_relations, &after_relations, &before_locks, &after_locks));
         if statement_rows.is_empty() {
             rows.push((number, None, None, Some(false), Some(duration), "no new relation locks".to_string()));
         }
@@ -108,67 +109,84 @@ fn documented(number: i32, p: &Parsed, reason: &str) -> Vec<Row> {
         .collect()
 }
 
-/// Rows for a statement that ran: per relation, the strongest lock it added and whether it was
-/// rewritten.
-fn measured(
-    number: i32,
-    duration: f64,
-    before_relations: &BTreeMap<u32, Relation>,
-    after_relations: &BTreeMap<u32, Relation>,
+/// What a statement did to one user relation, from the snapshots before and after it.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    Kept { rewritten: bool },
+    Created,
+    Dropped,
+    /// Dropped and created again under the same name (an index whose column changed type).
+    Rebuilt,
+}
+
+struct Change<'a> {
+    name: &'a str,
+    /// The strongest lock mode the statement added on the relation.
+    mode: Option<i32>,
+    fate: Fate,
+}
+
+fn changes<'a>(
+    before: &'a BTreeMap<u32, Relation>,
+    after: &'a BTreeMap<u32, Relation>,
     before_locks: &BTreeSet<(u32, String)>,
     after_locks: &BTreeSet<(u32, String)>,
-) -> Vec<Row> {
+) -> Vec<Change<'a>> {
     let mut strongest: BTreeMap<u32, i32> = BTreeMap::new();
-    for (oid, mode) in after_locks.difference(before_locks) {
-        let mode = lock_mode(mode);
-        let entry = strongest.entry(*oid).or_insert(mode);
-        *entry = (*entry).max(mode);
+    // Only the eight table lock modes count (not, say, SIReadLock under SERIALIZABLE).
+    for (oid, mode) in after_locks.difference(before_locks).filter(|(_, m)| lock_mode(m) > 0) {
+        let entry = strongest.entry(*oid).or_insert(0);
+        *entry = (*entry).max(lock_mode(mode));
     }
-    let rewritten: BTreeSet<u32> = before_relations
-        .iter()
-        .filter(|(oid, r)| after_relations.get(oid).is_some_and(|a| a.filenode != r.filenode))
-        .map(|(oid, _)| *oid)
-        .collect();
+    let gone: BTreeSet<&str> =
+        before.iter().filter(|(oid, _)| !after.contains_key(oid)).map(|(_, r)| r.name.as_str()).collect();
+    let came: BTreeSet<&str> =
+        after.iter().filter(|(oid, _)| !before.contains_key(oid)).map(|(_, r)| r.name.as_str()).collect();
 
-    let mut rows: Vec<(String, Row)> = Vec::new();
-    for oid in strongest.keys().chain(rewritten.iter()).collect::<BTreeSet<_>>() {
-        // Relations outside the user's schemas (system catalogs the statement touched) are not
-        // of interest.
-        let (name, created, dropped) = match (before_relations.get(oid), after_relations.get(oid)) {
-            (Some(b), Some(_)) => (b.name.clone(), false, false),
-            (None, Some(a)) => (a.name.clone(), true, false),
-            (Some(b), None) => (b.name.clone(), false, true),
-            (None, None) => continue,
+    let mut out = Vec::new();
+    for (oid, b) in before {
+        let fate = match after.get(oid) {
+            Some(a) => Fate::Kept { rewritten: a.filenode != b.filenode },
+            None if came.contains(b.name.as_str()) => continue, // reported as rebuilt below
+            None => Fate::Dropped,
         };
         let mode = strongest.get(oid).copied();
-        let rewrites = rewritten.contains(oid);
-        let mut notes = Vec::new();
-        if created {
-            notes.push("created by this statement: invisible to other sessions until commit".to_string());
-        } else if let Some(m) = mode {
-            notes.push(effect(m).to_string());
+        if mode.is_some() || fate != (Fate::Kept { rewritten: false }) {
+            out.push(Change { name: &b.name, mode, fate });
         }
-        if dropped {
-            notes.push("dropped by this statement".to_string());
-        }
-        if rewrites {
-            notes.push("rewritten: relfilenode changed, every row was copied".to_string());
-        }
-        if mode.is_none() && !rewrites {
-            continue;
-        }
-        let row = (
-            number,
-            Some(name.clone()),
-            mode.map(|m| lock_name(m).to_string()),
-            Some(rewrites),
-            Some(duration),
-            notes.join("; "),
-        );
-        rows.push((name, row));
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    rows.into_iter().map(|(_, r)| r).collect()
+    for (oid, a) in after.iter().filter(|(oid, _)| !before.contains_key(oid)) {
+        let fate = if gone.contains(a.name.as_str()) { Fate::Rebuilt } else { Fate::Created };
+        out.push(Change { name: &a.name, mode: strongest.get(oid).copied(), fate });
+    }
+    // Locks on relations outside the user's schemas (system catalogs) are left out: they are
+    // in neither snapshot.
+    out.sort_by(|x, y| x.name.cmp(y.name));
+    out
+}
+
+/// Rows for a statement that ran: per relation, the strongest lock it added and whether it was
+/// rewritten.
+fn measured(number: i32, duration: f64, changes: Vec<Change>) -> Vec<Row> {
+    changes
+        .into_iter()
+        .map(|c| {
+            let mut notes = Vec::new();
+            match (&c.fate, c.mode) {
+                (Fate::Created, _) => notes.push("created by this statement: invisible to other sessions until commit"),
+                (_, Some(mode)) => notes.push(effect(mode)),
+                _ => {}
+            }
+            match c.fate {
+                Fate::Kept { rewritten: true } => notes.push("rewritten: relfilenode changed, every row was copied"),
+                Fate::Dropped => notes.push("dropped by this statement"),
+                Fate::Rebuilt => notes.push("rebuilt: dropped and created again under the same name"),
+                _ => {}
+            }
+            let rewrites = matches!(c.fate, Fate::Kept { rewritten: true } | Fate::Rebuilt);
+            (number, Some(c.name.to_string()), c.mode.map(|m| lock_name(m).to_string()), Some(rewrites), Some(duration), notes.join("; "))
+        })
+        .collect()
 }
 
 /// What holding a lock of this mode until commit means for application traffic.

@@ -39,7 +39,7 @@ fn verify_recorded(version: &str) -> Result<Vec<(String, String, String)>> {
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("cannot verify version \"{version}\": no {missing} SQL recorded"),
         )
-        .hint("Baselines record no SQL; for other versions record a down script with migrate.apply(version, up, down)."));
+        .hint("Only versions applied with both scripts can be verified (a baseline records none); verify the scripts themselves with migrate.verify(up, down)."));
     };
     let up = transactional("up SQL", script::parse(Direction::Up, version, up)?)?;
     let down = transactional("down SQL", script::parse(Direction::Down, version, down)?)?;

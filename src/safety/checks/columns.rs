@@ -76,7 +76,10 @@ unsafe fn changed_type(script: &mut Script, table: &Name, column: &str, col: &pg
     unsafe {
         let new_type = lookup::resolve_type(col.typeName);
         let old_type = lookup::relation(table).and_then(|rel| lookup::column_type(rel, column));
-        let new_shown = nodes::type_name(col.typeName).unwrap_or_default();
+        let new_shown = match new_type {
+            Some((oid, typmod)) => format_type(oid, typmod),
+            None => nodes::type_name(col.typeName).unwrap_or_default(),
+        };
         let subject = format!("ALTER COLUMN {column} TYPE {new_shown} on existing table {table}");
         let reason = match (col.raw_default.is_null(), old_type, new_type) {
             (false, _, _) => "USING converts every row".to_string(),
