@@ -15,8 +15,7 @@ install_extension
 
 # ---------------------------------------------------------------------------------------------
 # A scratch cluster that exists only while this script runs.
-WORK=$(mktemp -d /tmp/pg_migrate_demo.XXXXXX)
-DATA=$WORK/data
+scratch_dir demo
 LOCKER_PID=
 
 cleanup() {
@@ -26,11 +25,7 @@ cleanup() {
     if [ -n "$LOCKER_PID" ] && kill -0 "$LOCKER_PID" 2>/dev/null; then
         kill "$LOCKER_PID" 2>/dev/null; wait "$LOCKER_PID" 2>/dev/null
     fi
-    if [ -f "$DATA/postmaster.pid" ]; then
-        as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w -t 20 stop >/dev/null 2>&1 ||
-            as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m immediate -w -t 20 stop >/dev/null 2>&1
-    fi
-    rm -rf "$WORK"
+    stop_scratch_cluster
     if [ "$rc" != 0 ]; then echo "demo failed (exit code $rc); the scratch cluster was stopped and removed" >&2; fi
     exit "$rc"
 }
@@ -38,21 +33,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
 cd "$WORK"
-PORT=$(free_port)
-
-say "starting a scratch PostgreSQL $PG_MAJOR cluster on port $PORT (data in $WORK)"
-as_postgres "$PG_BIN/initdb" -D "$DATA" -A trust -U postgres -E UTF8 --locale=C --no-sync \
-    --no-instructions >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log"; exit 1; }
-cat >>"$DATA/postgresql.conf" <<EOF
-port = $PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$WORK'
-fsync = off
-EOF
-as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 start >/dev/null ||
-    { cat "$WORK/server.log"; exit 1; }
+say "starting a scratch PostgreSQL $PG_MAJOR cluster (data in $WORK)"
+start_scratch_cluster
+echo "listening on 127.0.0.1:$PORT"
 
 export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres PGDATABASE=shop PGAPPNAME=pg_migrate_demo
 unset PGSERVICE PGPASSWORD PGOPTIONS

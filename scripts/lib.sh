@@ -28,3 +28,34 @@ free_port() {
 install_extension() {
     (cd "$REPO" && cargo pgrx install --pg-config "$PG_CONFIG" "$@")
 }
+
+# A throwaway cluster for the demo and reports. `scratch_dir NAME` makes WORK (owned by postgres)
+# and sets DATA; `start_scratch_cluster` starts it on a free port (sets PORT) with its socket in
+# WORK; `stop_scratch_cluster` stops it and removes WORK (call it from an EXIT trap).
+scratch_dir() {
+    WORK=$(mktemp -d "/tmp/pg_migrate_$1.XXXXXX")
+    DATA=$WORK/data
+    if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
+}
+
+start_scratch_cluster() {
+    PORT=$(free_port)
+    as_postgres "$PG_BIN/initdb" -D "$DATA" -A trust -U postgres -E UTF8 --locale=C --no-sync \
+        --no-instructions >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; return 1; }
+    cat >>"$DATA/postgresql.conf" <<EOF
+port = $PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK'
+fsync = off
+EOF
+    as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 start >/dev/null ||
+        { cat "$WORK/server.log" >&2; return 1; }
+}
+
+stop_scratch_cluster() {
+    if [ -f "$DATA/postmaster.pid" ]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w -t 20 stop >/dev/null 2>&1 ||
+            as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m immediate -w -t 20 stop >/dev/null 2>&1
+    fi
+    rm -rf "$WORK"
+}

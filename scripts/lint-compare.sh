@@ -21,17 +21,12 @@ if [ ! -f "$("$PG_CONFIG" --sharedir)/extension/pg_migrate.control" ]; then
     exit 1
 fi
 
-WORK=$(mktemp -d /tmp/pg_migrate_lint_compare.XXXXXX)
-DATA=$WORK/data
+scratch_dir lint_compare
 cleanup() {
     local rc=$?
     set +e
     cd /
-    if [ -f "$DATA/postmaster.pid" ]; then
-        as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w -t 20 stop >/dev/null 2>&1 ||
-            as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m immediate -w -t 20 stop >/dev/null 2>&1
-    fi
-    rm -rf "$WORK"
+    stop_scratch_cluster
     if [ "$rc" != 0 ]; then echo "lint-compare failed (exit code $rc); the scratch cluster was stopped and removed" >&2; fi
     exit "$rc"
 }
@@ -39,18 +34,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
-PORT=$(free_port)
-as_postgres "$PG_BIN/initdb" -D "$DATA" -A trust -U postgres -E UTF8 --locale=C --no-sync \
-    --no-instructions >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; exit 1; }
-cat >>"$DATA/postgresql.conf" <<EOF
-port = $PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$WORK'
-fsync = off
-EOF
-as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 start >/dev/null ||
-    { cat "$WORK/server.log" >&2; exit 1; }
+start_scratch_cluster
 
 export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres PGDATABASE=corpus
 unset PGSERVICE PGPASSWORD PGOPTIONS

@@ -130,13 +130,25 @@ pub fn state(job: i64) -> Option<String> {
     })
 }
 
+/// The job's state once concurrent changes to it have committed: `migrate.cancel()` signals the
+/// worker before its own transaction commits, so a worker that sees its statement cancelled
+/// waits here for the cancellation to become visible.
+pub fn settled_state(job: i64) -> Option<String> {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<String>("SELECT state FROM migrate.all_jobs WHERE id = $1 FOR UPDATE", &[job.into()])
+            .ok()
+            .flatten()
+    })
+}
+
+/// Ends a running job; a job cancelled meanwhile stays cancelled.
 pub fn finish(job: i64, state: &str, error: Option<&str>) {
     as_extension_owner(|| {
         Spi::run_with_args(
             "UPDATE migrate.all_jobs
                 SET state = $2, last_error = coalesce($3, last_error), finished_at = pg_catalog.clock_timestamp(),
                     heartbeat = pg_catalog.clock_timestamp()
-              WHERE id = $1",
+              WHERE id = $1 AND state IN ('queued', 'running')",
             &[job.into(), state.into(), error.into()],
         )
         .expect("finish job")

@@ -19,20 +19,7 @@ impl GucScope {
     }
 
     pub fn set(&self, name: &str, value: &str) {
-        let name = CString::new(name).expect("GUC names have no NUL");
-        let value = CString::new(value).expect("GUC values have no NUL");
-        unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
+        set_guc(name, value, pg_sys::GucAction::GUC_ACTION_SAVE);
     }
 }
 
@@ -44,6 +31,12 @@ impl Drop for GucScope {
 
 /// Sets a GUC for the rest of the session (a job worker adopting its creator's settings).
 pub fn set_session(name: &str, value: &str) {
+    set_guc(name, value, pg_sys::GucAction::GUC_ACTION_SET);
+}
+
+/// SET with the caller's rights: SAVE undoes it at the end of a nest level, SET keeps it for the
+/// session, LOCAL until the end of the transaction.
+pub fn set_guc(name: &str, value: &str, action: pg_sys::GucAction::Type) {
     let name = CString::new(name).expect("GUC names have no NUL");
     let value = CString::new(value).expect("GUC values have no NUL");
     unsafe {
@@ -52,7 +45,7 @@ pub fn set_session(name: &str, value: &str) {
             value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
+            action,
             true,
             0,
             false,

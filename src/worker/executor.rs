@@ -4,6 +4,7 @@
 //! pg_background do the same).
 
 use crate::ddl::blockers;
+use crate::ddl::session::set_guc;
 use crate::ddl::retry::Try;
 use crate::ddl::subxact::Caught;
 use crate::ddl::watch::Watch;
@@ -50,17 +51,7 @@ pub fn try_top_level(sql: &str, lock_timeout_ms: i32, statement_timeout_ms: i32)
         pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, c_sql.as_ptr());
         let sql_ptr = c_sql.as_ptr();
         PgTryBuilder::new(move || {
-            let timeout = CString::new(format!("{lock_timeout_ms}ms")).unwrap();
-            pg_sys::set_config_option(
-                c"lock_timeout".as_ptr(),
-                timeout.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_LOCAL,
-                true,
-                0,
-                false,
-            );
+            set_guc("lock_timeout", &format!("{lock_timeout_ms}ms"), pg_sys::GucAction::GUC_ACTION_LOCAL);
             run_statements(sql_ptr);
             pg_sys::CommitTransactionCommand();
             Ok(())

@@ -134,7 +134,7 @@ fn run_steps(job: i64, claimed: &Claimed) {
             Err(failure) => {
                 // A failed or cancelled CREATE INDEX CONCURRENTLY leaves an INVALID index.
                 super::cleanup::drop_new_invalid_indexes(step, &invalid_before);
-                if transaction(|| jobs::state(job)).as_deref() == Some("cancelled") {
+                if transaction(|| jobs::settled_state(job)).as_deref() == Some("cancelled") {
                     return end_cancelled(job, steps, i);
                 }
                 let error = format!(
