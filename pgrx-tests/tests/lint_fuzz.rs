@@ -134,3 +134,35 @@ fn lint_survives_random_and_mutated_sql() {
     eprintln!("lint fuzz: {rounds} inputs, {ok} linted ({findings} findings), {refused} refused with an error");
     assert!(ok > rounds / 10 && refused > rounds / 10, "mutants should both parse and fail: {ok} ok, {refused} refused");
 }
+
+/// Inputs built to exhaust stacks and patience: very long and very deep expressions, many
+/// statements, a very long line. Each must end quickly, with findings or a clean error.
+#[test]
+fn lint_survives_huge_and_deeply_nested_input() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    let mut c = pg.connect("app");
+    let add = |default: String| format!("ALTER TABLE users ADD COLUMN c int DEFAULT {default};");
+    let inputs = [
+        add(vec!["random()"; 200_000].join("+")),
+        add(format!("{}random(){}", "(".repeat(3000), ")".repeat(3000))),
+        add(format!("{}1{}", "abs(".repeat(5000), ")".repeat(5000))),
+        add(format!("{}1{}", "abs(".repeat(1000), ")".repeat(1000))),
+        "CREATE INDEX i ON users (email);\n".repeat(20_000),
+        format!("SELECT {} FROM users WHERE;", "x, ".repeat(100_000)),
+    ];
+    for input in inputs {
+        let started = std::time::Instant::now();
+        match c.query_one("SELECT count(*) FROM migrate.lint($1)", &[&input]) {
+            Ok(row) => assert!(row.get::<_, i64>(0) > 0),
+            Err(e) => {
+                let db = e.as_db_error().unwrap_or_else(|| panic!("connection lost: {e}"));
+                assert_ne!(db.code().code(), "XX000", "{}", db.message());
+                assert!(db.detail().unwrap_or("").chars().count() < 200, "DETAIL is cut: {:?}", db.detail());
+            }
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?} for {} bytes", started.elapsed(), input.len());
+    }
+    let log = std::fs::read_to_string(pg.log_path()).unwrap();
+    assert!(!log.contains("terminated by signal"), "a backend crashed:\n{log}");
+}

@@ -69,12 +69,31 @@ impl Script {
 
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text.as_bytes()[..offset];
-    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    let col = 1 + String::from_utf8_lossy(&before[line_start..]).chars().count();
-    (line, col)
+    Lines::new(text).line_col(offset)
+}
+
+/// Where the lines of a text start, so that many offsets can be turned into lines and columns
+/// without scanning the text from its start each time (a script may have thousands of
+/// statements).
+pub struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0).chain(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1)).collect();
+        Lines { text, starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let line_start = self.starts[line - 1];
+        let col = 1 + String::from_utf8_lossy(&self.text.as_bytes()[line_start..offset]).chars().count();
+        (line, col)
+    }
 }
 
 /// Offset of the first token at or after `from`: skips whitespace, `--` and `/* */` comments
@@ -134,6 +153,7 @@ fn char_pos_to_offset(text: &str, pos: i32) -> usize {
 /// A statement with its raw parse tree (`RawStmt.stmt`), for code that inspects what a
 /// statement does without running it (lint, plan). The node lives in the memory context that was
 /// current when the script was split, so it is valid for the rest of the SQL function call.
+#[derive(Debug)]
 pub struct Parsed {
     pub statement: Statement,
     pub node: *mut pg_sys::Node,
@@ -171,7 +191,7 @@ pub fn split(label: &str, sql: &str) -> Result<Vec<Parsed>> {
             let Caught { message, code, .. } = caught;
             let offset = char_pos_to_offset(sql, unsafe { ERROR_POSITION });
             let (line, col) = line_col(sql, offset);
-            let line_text = sql.lines().nth(line - 1).unwrap_or("").trim_end();
+            let line_text = excerpt(sql.lines().nth(line - 1).unwrap_or("").trim_end(), col);
             return Err(Failure::new(code, format!("{message} in {label} at line {line}, column {col}"))
                 .detail(format!("Line {line}: {line_text}"))
                 .hint("Nothing was run. Fix the SQL and call the function again.")
@@ -180,6 +200,7 @@ pub fn split(label: &str, sql: &str) -> Result<Vec<Parsed>> {
     };
 
     let mut statements = Vec::new();
+    let lines = Lines::new(sql);
     unsafe {
         let raw = PgList::<pg_sys::RawStmt>::from_pg(list);
         for stmt in raw.iter_ptr() {
@@ -191,7 +212,7 @@ pub fn split(label: &str, sql: &str) -> Result<Vec<Parsed>> {
             if text.trim().is_empty() {
                 continue;
             }
-            let (line, _) = line_col(sql, start);
+            let (line, _) = lines.line_col(start);
             let top_level = match classify::classify((*stmt).stmt) {
                 Class::TopLevel(t) => Some(t),
                 _ => None,
@@ -203,6 +224,26 @@ pub fn split(label: &str, sql: &str) -> Result<Vec<Parsed>> {
         }
     }
     Ok(statements)
+}
+
+/// At most 160 characters of a line around 1-based column `col`, marked with … where cut, so
+/// that a syntax error in a very long line does not produce a very long message.
+fn excerpt(line: &str, col: usize) -> String {
+    const WIDTH: usize = 160;
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= WIDTH {
+        return line.to_string();
+    }
+    let start = col.saturating_sub(WIDTH / 2).min(chars.len() - WIDTH);
+    let end = start + WIDTH;
+    let mut out: String = chars[start..end].iter().collect();
+    if start > 0 {
+        out.insert(0, '…');
+    }
+    if end < chars.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// Parse `sql` into statements. Syntax errors are reported with line and column within the
@@ -289,6 +330,15 @@ mod tests {
         let err = parse(Direction::Down, "v1", "COMMIT;").unwrap_err();
         assert!(err.message.contains("transaction control"), "{}", err.message);
         assert!(parse(Direction::Up, "v1", "-- nothing\n;;").is_err());
+    }
+
+    #[pg_test]
+    fn long_lines_are_cut_around_the_error() {
+        let line = format!("SELECT {} FROM", "x, ".repeat(100));
+        let err = split("SQL", &format!("{line} WHERE;")).unwrap_err();
+        let detail = err.detail.unwrap();
+        assert!(detail.starts_with("Line 1: …") && detail.ends_with("WHERE;"), "{detail}");
+        assert!(detail.chars().count() < 180, "{detail}");
     }
 
     #[pg_test]

@@ -4,7 +4,7 @@
 
 use super::nodes::{self, cast, cstr, Name};
 use super::rules::Rule;
-use crate::ddl::script::{line_col, Statement};
+use crate::ddl::script::{Lines, Statement};
 use pgrx::pg_sys::{self, NodeTag};
 
 /// One lint finding: a rule broken at a place in the script.
@@ -14,6 +14,24 @@ pub struct Finding {
     pub line: usize,
     pub rule: &'static Rule,
     pub message: String,
+}
+
+/// Names of objects the script created, looked up by name (a script may create thousands).
+#[derive(Default)]
+struct Names(std::collections::HashMap<String, Vec<Option<String>>>);
+
+impl Names {
+    fn add(&mut self, name: Option<Name>) {
+        if let Some(n) = name {
+            self.0.entry(n.name).or_default().push(n.schema);
+        }
+    }
+
+    fn contains(&self, name: &Name) -> bool {
+        self.0.get(&name.name).is_some_and(|schemas| {
+            schemas.iter().any(|schema| Name { schema: schema.clone(), name: name.name.clone() }.same(name))
+        })
+    }
 }
 
 /// A `CHECK (column IS NOT NULL)` the script added, which makes a later SET NOT NULL cheap once
@@ -27,13 +45,14 @@ struct NotNullCheck {
 
 pub struct Script<'a> {
     sql: &'a str,
+    lines: Lines<'a>,
     statement: usize,
     line: usize,
     findings: Vec<Finding>,
-    relations: Vec<Name>,
-    indexes: Vec<Name>,
+    relations: Names,
+    indexes: Names,
     schemas: Vec<String>,
-    types: Vec<Name>,
+    types: Names,
     /// Constraints added NOT VALID: (table, constraint name).
     not_valid: Vec<(Name, String)>,
     not_null_checks: Vec<NotNullCheck>,
@@ -43,13 +62,14 @@ impl<'a> Script<'a> {
     pub fn new(sql: &'a str) -> Self {
         Script {
             sql,
+            lines: Lines::new(sql),
             statement: 0,
             line: 1,
             findings: Vec::new(),
-            relations: Vec::new(),
-            indexes: Vec::new(),
+            relations: Names::default(),
+            indexes: Names::default(),
             schemas: Vec::new(),
-            types: Vec::new(),
+            types: Names::default(),
             not_valid: Vec::new(),
             not_null_checks: Vec::new(),
         }
@@ -79,7 +99,7 @@ impl<'a> Script<'a> {
         // nodes built without one carry -1 or 0, which would point before the statement.
         let line = match usize::try_from(location) {
             Ok(offset) if offset < self.sql.len() && self.sql.is_char_boundary(offset) => {
-                line_col(self.sql, offset).0.max(line)
+                self.lines.line_col(offset).0.max(line)
             }
             _ => line,
         };
@@ -92,7 +112,7 @@ impl<'a> Script<'a> {
 
     /// Whether a relation of that name was created earlier in the script.
     pub fn is_new(&self, name: &Name) -> bool {
-        self.relations.iter().any(|r| r.same(name))
+        self.relations.contains(name)
     }
 
     /// The relation a RangeVar names, if it existed before the script (i.e. the script did not
@@ -103,7 +123,7 @@ impl<'a> Script<'a> {
     }
 
     pub fn is_new_index(&self, name: &Name) -> bool {
-        self.indexes.iter().any(|i| i.same(name))
+        self.indexes.contains(name)
     }
 
     pub fn is_new_schema(&self, name: &str) -> bool {
@@ -111,7 +131,7 @@ impl<'a> Script<'a> {
     }
 
     pub fn is_new_type(&self, name: &Name) -> bool {
-        self.types.iter().any(|t| t.same(name))
+        self.types.contains(name)
     }
 
     pub fn add_not_valid(&mut self, table: &Name, constraint: String) {
@@ -144,26 +164,26 @@ impl<'a> Script<'a> {
             match nodes::tag(node) {
                 NodeTag::T_CreateStmt => {
                     let s = &*(node as *const pg_sys::CreateStmt);
-                    self.relations.extend(nodes::range_var(s.relation));
+                    self.relations.add(nodes::range_var(s.relation));
                 }
                 NodeTag::T_CreateTableAsStmt => {
                     let s = &*(node as *const pg_sys::CreateTableAsStmt);
                     if !s.into.is_null() {
-                        self.relations.extend(nodes::range_var((*s.into).rel));
+                        self.relations.add(nodes::range_var((*s.into).rel));
                     }
                 }
                 NodeTag::T_ViewStmt => {
                     let s = &*(node as *const pg_sys::ViewStmt);
-                    self.relations.extend(nodes::range_var(s.view));
+                    self.relations.add(nodes::range_var(s.view));
                 }
                 NodeTag::T_CreateSeqStmt => {
                     let s = &*(node as *const pg_sys::CreateSeqStmt);
-                    self.relations.extend(nodes::range_var(s.sequence));
+                    self.relations.add(nodes::range_var(s.sequence));
                 }
                 NodeTag::T_IndexStmt => {
                     let s = &*(node as *const pg_sys::IndexStmt);
                     if let (Some(name), Some(table)) = (cstr(s.idxname), nodes::range_var(s.relation)) {
-                        self.indexes.push(Name { schema: table.schema, name });
+                        self.indexes.add(Some(Name { schema: table.schema, name }));
                     }
                 }
                 NodeTag::T_CreateSchemaStmt => {
@@ -175,15 +195,15 @@ impl<'a> Script<'a> {
                 }
                 NodeTag::T_CreateEnumStmt => {
                     let s = &*(node as *const pg_sys::CreateEnumStmt);
-                    self.types.extend(Name::from_parts(&nodes::names(s.typeName)));
+                    self.types.add(Name::from_parts(&nodes::names(s.typeName)));
                 }
                 NodeTag::T_CreateDomainStmt => {
                     let s = &*(node as *const pg_sys::CreateDomainStmt);
-                    self.types.extend(Name::from_parts(&nodes::names(s.domainname)));
+                    self.types.add(Name::from_parts(&nodes::names(s.domainname)));
                 }
                 NodeTag::T_CompositeTypeStmt => {
                     let s = &*(node as *const pg_sys::CompositeTypeStmt);
-                    self.types.extend(nodes::range_var(s.typevar));
+                    self.types.add(nodes::range_var(s.typevar));
                 }
                 NodeTag::T_RenameStmt => {
                     // A new relation keeps being new under its new name.
@@ -198,7 +218,7 @@ impl<'a> Script<'a> {
                     );
                     if let (true, Some(old), Some(new)) = (renames_relation, nodes::range_var(s.relation), cstr(s.newname)) {
                         if self.is_new(&old) {
-                            self.relations.push(Name { schema: old.schema, name: new });
+                            self.relations.add(Some(Name { schema: old.schema, name: new }));
                         }
                     }
                 }

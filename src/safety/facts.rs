@@ -295,7 +295,7 @@ unsafe fn lock_timeout(node: *mut pg_sys::Node) -> Option<bool> {
             NodeTag::T_String => {
                 let text = cstr(a.val.sval.sval).unwrap_or_default();
                 let digits: String = text.trim().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-                digits.parse::<f64>().map_or(false, |v| v == 0.0)
+                digits.parse::<f64>().is_ok_and(|v| v == 0.0)
             }
             NodeTag::T_Float => cstr(a.val.fval.fval).and_then(|f| f.parse::<f64>().ok()) == Some(0.0),
             _ => false,

@@ -186,23 +186,71 @@ pub unsafe fn is_not_null_test(expr: *mut pg_sys::Node) -> Option<String> {
     }
 }
 
-/// The function names (qualified parts) called anywhere in a raw expression.
+/// The function names (qualified parts) called anywhere in a raw expression. The walk uses an
+/// explicit stack, not recursion through `raw_expression_tree_walker`: a default expression with
+/// hundreds of thousands of terms must not exhaust the stack (or bounce an error through every
+/// level of Rust and C frames on the way out).
 pub unsafe fn called_functions(expr: *mut pg_sys::Node) -> Vec<Vec<String>> {
-    #[pgrx::pg_guard]
-    unsafe extern "C-unwind" fn walk(node: *mut pg_sys::Node, found: *mut std::ffi::c_void) -> bool {
-        unsafe {
-            if node.is_null() {
-                return false;
+    use pg_sys::Node as N;
+    use NodeTag::*;
+    // The sub-expressions of a node: its expression lists, then its single expressions.
+    let parts = |lists: &[*mut pg_sys::List], single: &[*mut N]| -> Vec<*mut N> {
+        let mut out: Vec<*mut N> = lists.iter().flat_map(|l| unsafe { nodes(*l) }).collect();
+        out.extend_from_slice(single);
+        out
+    };
+    let mut found = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(node) = stack.pop() {
+        let children = unsafe {
+            match tag(node) {
+                T_FuncCall => {
+                    let f = &*(node as *const pg_sys::FuncCall);
+                    found.push(names(f.funcname));
+                    parts(&[f.args], &[f.agg_filter])
+                }
+                T_List => nodes(node as *mut pg_sys::List),
+                T_A_Expr => {
+                    let e = &*(node as *const pg_sys::A_Expr);
+                    vec![e.lexpr, e.rexpr]
+                }
+                T_BoolExpr => nodes((*(node as *const pg_sys::BoolExpr)).args),
+                T_TypeCast => vec![(*(node as *const pg_sys::TypeCast)).arg],
+                T_CollateClause => vec![(*(node as *const pg_sys::CollateClause)).arg],
+                T_NamedArgExpr => vec![(*(node as *const pg_sys::NamedArgExpr)).arg as *mut N],
+                T_NullTest => vec![(*(node as *const pg_sys::NullTest)).arg as *mut N],
+                T_BooleanTest => vec![(*(node as *const pg_sys::BooleanTest)).arg as *mut N],
+                T_CaseExpr => {
+                    let c = &*(node as *const pg_sys::CaseExpr);
+                    parts(&[c.args], &[c.arg as *mut N, c.defresult as *mut N])
+                }
+                T_CaseWhen => {
+                    let w = &*(node as *const pg_sys::CaseWhen);
+                    vec![w.expr as *mut N, w.result as *mut N]
+                }
+                T_CoalesceExpr => nodes((*(node as *const pg_sys::CoalesceExpr)).args),
+                T_MinMaxExpr => nodes((*(node as *const pg_sys::MinMaxExpr)).args),
+                T_RowExpr => nodes((*(node as *const pg_sys::RowExpr)).args),
+                T_A_ArrayExpr => nodes((*(node as *const pg_sys::A_ArrayExpr)).elements),
+                T_A_Indirection => {
+                    let i = &*(node as *const pg_sys::A_Indirection);
+                    parts(&[i.indirection], &[i.arg])
+                }
+                T_A_Indices => {
+                    let i = &*(node as *const pg_sys::A_Indices);
+                    vec![i.lidx, i.uidx]
+                }
+                T_XmlExpr => {
+                    let x = &*(node as *const pg_sys::XmlExpr);
+                    parts(&[x.named_args, x.args], &[])
+                }
+                // Not allowed in a DEFAULT; its test expression is still an expression.
+                T_SubLink => vec![(*(node as *const pg_sys::SubLink)).testexpr],
+                // Constants, column and parameter references, SQL value functions: no calls.
+                _ => Vec::new(),
             }
-            if let Some(call) = cast::<pg_sys::FuncCall>(node, NodeTag::T_FuncCall) {
-                (*(found as *mut Vec<Vec<String>>)).push(names(call.funcname));
-            }
-            pg_sys::raw_expression_tree_walker(node, Some(walk), found)
-        }
-    }
-    let mut found: Vec<Vec<String>> = Vec::new();
-    unsafe {
-        walk(expr, &mut found as *mut _ as *mut std::ffi::c_void);
+        };
+        stack.extend(children.into_iter().filter(|c| !c.is_null()));
     }
     found
 }

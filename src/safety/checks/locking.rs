@@ -34,22 +34,28 @@ pub fn concurrently_in_transaction(script: &mut Script, statements: &[(&Statemen
 /// A statement taking ACCESS EXCLUSIVE on an existing relation, followed by more work before the
 /// transaction ends.
 pub fn statement_after_access_exclusive(script: &mut Script, statements: &[(&Statement, Facts)]) {
-    for (i, (stmt, facts)) in statements.iter().enumerate() {
-        let Some((relation, ACCESS_EXCLUSIVE)) = facts.strongest_lock() else { continue };
-        let following = statements[i + 1..]
-            .iter()
-            .take_while(|(_, f)| f.kind != Kind::End)
-            .filter(|(_, f)| f.kind != Kind::Session)
-            .count();
-        if following > 0 {
-            script.report_at(
-                stmt.number,
-                stmt.line,
-                &rules::STATEMENT_AFTER_ACCESS_EXCLUSIVE,
-                -1,
-                format!("statement {} takes ACCESS EXCLUSIVE on {relation} and {following} more statement(s) run while it is held", stmt.number),
-            );
+    // Walking backwards, `following` counts the statements after the current one up to the end
+    // of its transaction.
+    let mut following = 0;
+    let mut found = Vec::new();
+    for (stmt, facts) in statements.iter().rev() {
+        if let (Some((relation, ACCESS_EXCLUSIVE)), true) = (facts.strongest_lock(), following > 0) {
+            found.push((stmt, relation, following));
         }
+        match facts.kind {
+            Kind::End => following = 0,
+            Kind::Session => {}
+            _ => following += 1,
+        }
+    }
+    for (stmt, relation, following) in found.into_iter().rev() {
+        script.report_at(
+            stmt.number,
+            stmt.line,
+            &rules::STATEMENT_AFTER_ACCESS_EXCLUSIVE,
+            -1,
+            format!("statement {} takes ACCESS EXCLUSIVE on {relation} and {following} more statement(s) run while it is held", stmt.number),
+        );
     }
 }
 
