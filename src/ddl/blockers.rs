@@ -4,9 +4,9 @@
 use super::watch::AwaitedLock;
 use pgrx::prelude::*;
 
-/// Postgres's lock mode names, index = LOCKMODE.
-const MODES: [&str; 9] = [
-    "",
+/// Postgres's lock mode names as `pg_locks.mode` shows them, index = LOCKMODE.
+pub const MODES: [&str; 9] = [
+    "NoLock",
     "AccessShareLock",
     "RowShareLock",
     "RowExclusiveLock",
@@ -33,7 +33,7 @@ fn conflicting(mode: i32) -> Vec<&'static str> {
 }
 
 pub fn mode_name(mode: i32) -> &'static str {
-    MODES.get(mode as usize).copied().filter(|m| !m.is_empty()).unwrap_or("lock")
+    MODES.get(mode as usize).copied().filter(|_| mode > 0).unwrap_or("lock")
 }
 
 /// A readable description of the awaited lock and the sessions holding it, e.g.

@@ -14,18 +14,8 @@ pub type LockMode = i32;
 pub const SHARE_UPDATE_EXCLUSIVE: LockMode = pg_sys::ShareUpdateExclusiveLock as LockMode;
 pub const ACCESS_EXCLUSIVE: LockMode = pg_sys::AccessExclusiveLock as LockMode;
 
-/// Lock mode names as `pg_locks.mode` shows them, indexed by mode.
-pub const LOCK_NAMES: [&str; 9] = [
-    "NoLock",
-    "AccessShareLock",
-    "RowShareLock",
-    "RowExclusiveLock",
-    "ShareUpdateExclusiveLock",
-    "ShareLock",
-    "ShareRowExclusiveLock",
-    "ExclusiveLock",
-    "AccessExclusiveLock",
-];
+/// Lock mode names as `pg_locks.mode` shows them, indexed by mode (one table for the crate).
+pub use crate::ddl::blockers::MODES as LOCK_NAMES;
 
 pub fn lock_name(mode: LockMode) -> &'static str {
     LOCK_NAMES.get(mode as usize).copied().unwrap_or("unknown lock")
