@@ -110,25 +110,32 @@ fn first_token(text: &str, from: usize) -> usize {
                 i += 1;
             }
         } else if b[i..].starts_with(b"/*") {
-            let mut depth = 0;
-            while i < b.len() {
-                if b[i..].starts_with(b"/*") {
-                    depth += 1;
-                    i += 2;
-                } else if b[i..].starts_with(b"*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
+            i = end_of_block_comment(b, i);
         } else {
             return i.min(b.len());
         }
     }
+}
+
+/// The offset just after the `/* … */` comment that starts at `i`, nested comments included
+/// (Postgres nests them); the end of the text when it is not closed.
+pub fn end_of_block_comment(b: &[u8], mut i: usize) -> usize {
+    let mut depth = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"/*") {
+            depth += 1;
+            i += 2;
+        } else if b[i..].starts_with(b"*/") {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                break;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    i
 }
 
 /// Position (1-based, in characters, as Postgres reports it) of the error being raised, read by

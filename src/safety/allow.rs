@@ -56,21 +56,7 @@ fn line_comments(sql: &str) -> Vec<(usize, &str)> {
             out.push((line, &sql[i + 2..end]));
             i = end;
         } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            let mut depth = 0;
-            while i < b.len() {
-                if b[i..].starts_with(b"/*") {
-                    depth += 1;
-                    i += 2;
-                } else if b[i..].starts_with(b"*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
+            i = crate::ddl::script::end_of_block_comment(b, i);
         } else if c == b'\'' {
             // E'...' strings take backslash escapes; standard strings only double the quote.
             let escapes = i > 0 && matches!(b[i - 1], b'e' | b'E') && (i < 2 || !is_ident(b[i - 2]));
