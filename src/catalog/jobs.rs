@@ -2,6 +2,7 @@
 //! owner with a pinned search_path, like `history`.
 
 use crate::ddl::classify::TopLevel;
+use crate::ddl::retry::Limits;
 use crate::ddl::session::as_extension_owner;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -33,10 +34,8 @@ impl Step {
 /// The caller's pg_migrate settings, carried to the worker.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Settings {
-    pub lock_timeout_ms: i32,
-    pub lock_retries: i32,
-    pub retry_backoff_ms: i32,
-    pub statement_timeout_ms: i32,
+    #[serde(flatten)]
+    pub limits: Limits,
     /// The caller's search_path: the job's statements name objects as the script did.
     #[serde(default)]
     pub search_path: Option<String>,
@@ -48,13 +47,6 @@ pub struct Claimed {
     pub cursor: usize,
     pub settings: Settings,
     pub attempts: i32,
-}
-
-/// Key space of the session advisory lock a job's worker holds (see migrate.job_lock_space()).
-pub const LOCK_SPACE: i32 = 1_886_218_599;
-
-pub fn lock_key(job: i64) -> i32 {
-    (job % 2_147_483_647) as i32
 }
 
 pub fn queue(owner: pg_sys::Oid, steps: &[Step], settings: &Settings) -> i64 {
@@ -221,15 +213,13 @@ pub fn orphans() -> Vec<(i64, pg_sys::Oid)> {
     as_extension_owner(|| {
         Spi::connect(|client| {
             let rows = client.select(
-                "SELECT j.id, j.owner FROM migrate.all_jobs j
-                  WHERE j.state IN ('queued', 'running')
-                    AND j.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                                     WHERE l.locktype = 'advisory' AND l.granted AND l.database = j.database
-                                       AND l.classid = $1::oid AND l.objid = (j.id % 2147483647)::oid AND l.objsubid = 2)
-                  ORDER BY j.id",
+                // migrate.jobs knows whether a worker is alive and keeps to this database; as
+                // the extension owner it shows every role's jobs.
+                "SELECT j.job, a.owner FROM migrate.jobs j JOIN migrate.all_jobs a ON a.id = j.job
+                  WHERE j.state IN ('queued', 'running') AND NOT j.worker_alive
+                  ORDER BY j.job",
                 None,
-                &[LOCK_SPACE.into()],
+                &[],
             )?;
             let mut out = Vec::new();
             for row in rows {

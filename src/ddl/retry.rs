@@ -27,8 +27,9 @@ pub fn schedule(first_timeout_ms: i32, backoff_ms: i32, n: u32) -> (i32, i32) {
     (timeout, pause)
 }
 
-/// How hard to try: the migrate.* settings of the caller (or of the job's creator).
-#[derive(Debug, Clone, Copy)]
+/// How hard to try: the migrate.* settings of the caller (or of the job's creator, stored with
+/// the job).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub lock_timeout_ms: i32,
     pub lock_retries: i32,

@@ -60,35 +60,9 @@ fn line_comments(sql: &str) -> Vec<(usize, &str)> {
         } else if c == b'\'' {
             // E'...' strings take backslash escapes; standard strings only double the quote.
             let escapes = i > 0 && matches!(b[i - 1], b'e' | b'E') && (i < 2 || !is_ident(b[i - 2]));
-            i += 1;
-            while i < b.len() {
-                if escapes && b[i] == b'\\' {
-                    i += 2;
-                } else if b[i] == b'\'' {
-                    if b.get(i + 1) == Some(&b'\'') {
-                        i += 2;
-                    } else {
-                        i += 1;
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
+            i = end_of_quoted(b, i, b'\'', escapes);
         } else if c == b'"' {
-            i += 1;
-            while i < b.len() {
-                if b[i] == b'"' {
-                    if b.get(i + 1) == Some(&b'"') {
-                        i += 2;
-                    } else {
-                        i += 1;
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
+            i = end_of_quoted(b, i, b'"', false);
         } else if c == b'$' && (i == 0 || !is_ident(b[i - 1])) {
             match dollar_tag(&b[i..]) {
                 Some(tag_len) => {
@@ -129,6 +103,26 @@ fn dollar_tag(b: &[u8]) -> Option<usize> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The offset just after the quoted string or identifier opening at `i`: the quote doubled
+/// stands for itself, and with `escapes` (E'' strings) a backslash escapes the next byte.
+fn end_of_quoted(b: &[u8], mut i: usize, quote: u8, escapes: bool) -> usize {
+    i += 1;
+    while i < b.len() {
+        if escapes && b[i] == b'\\' {
+            i += 2;
+        } else if b[i] == quote {
+            if b.get(i + 1) == Some(&quote) {
+                i += 2;
+            } else {
+                return i + 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    i
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -25,7 +25,7 @@ fn target_table(step: &Step) -> Option<pg_sys::Oid> {
 }
 
 /// INVALID indexes on the step's table now (call in a transaction).
-pub fn invalid_indexes(step: &Step, _resumed: bool) -> Vec<pg_sys::Oid> {
+pub fn invalid_indexes(step: &Step) -> Vec<pg_sys::Oid> {
     let Some(table) = target_table(step) else {
         return vec![];
     };
@@ -40,7 +40,7 @@ pub fn invalid_indexes(step: &Step, _resumed: bool) -> Vec<pg_sys::Oid> {
 
 /// Drops INVALID indexes on the step's table that were not there before it ran.
 pub fn drop_new_invalid_indexes(step: &Step, before: &[pg_sys::Oid]) {
-    let now = transaction(|| invalid_indexes(step, false));
+    let now = transaction(|| invalid_indexes(step));
     for index in now.iter().filter(|i| !before.contains(i)) {
         drop_index_concurrently(*index);
     }

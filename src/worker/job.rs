@@ -5,7 +5,7 @@
 use super::executor::{self, transaction};
 use super::launch::{self, JobArgs};
 use crate::catalog::history::{self, JobOutcome};
-use crate::catalog::jobs::{self, Claimed, Step, LOCK_SPACE};
+use crate::catalog::jobs::{self, Claimed, Step};
 use crate::ddl::retry::{run_politely, sleep_ms, Limits, Site};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
@@ -42,8 +42,9 @@ fn run(args: JobArgs) {
     // One worker per job: the session advisory lock is also how others see that it is alive.
     let mine = transaction(|| {
         Spi::get_one_with_args::<bool>(
-            "SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
-            &[LOCK_SPACE.into(), jobs::lock_key(job).into()],
+            // The same key migrate.jobs looks for to tell whether the worker is alive.
+            "SELECT pg_catalog.pg_try_advisory_lock(migrate.job_lock_space(), ($1 % 2147483647)::int)",
+            &[job.into()],
         )
         .ok()
         .flatten()
@@ -103,12 +104,8 @@ fn wait_for_creator(job: i64, creator_xid: u64) -> bool {
 
 fn run_steps(job: i64, claimed: &Claimed) {
     let s = &claimed.settings;
-    let limits = Limits {
-        lock_timeout_ms: s.lock_timeout_ms.max(1),
-        lock_retries: s.lock_retries,
-        retry_backoff_ms: s.retry_backoff_ms,
-        statement_timeout_ms: s.statement_timeout_ms,
-    };
+    // A stored 0 (settings missing) must not turn into "no lock_timeout" for polite steps.
+    let limits = Limits { lock_timeout_ms: s.limits.lock_timeout_ms.max(1), ..s.limits };
     if let Some(path) = &s.search_path {
         crate::ddl::session::set_session("search_path", path);
     }
@@ -123,7 +120,7 @@ fn run_steps(job: i64, claimed: &Claimed) {
             transaction(|| finish_step(job, steps, i));
             continue;
         }
-        let invalid_before = transaction(|| super::cleanup::invalid_indexes(step, resumed));
+        let invalid_before = transaction(|| super::cleanup::invalid_indexes(step));
         let site = site_of(step);
         let outcome = run_politely(&site, &limits, step.waits_politely(), |lock_timeout| {
             transaction(|| jobs::heartbeat(job));

@@ -45,12 +45,8 @@ fn start(job: i64) -> Result<()> {
 
 /// The caller's settings, which the job's worker adopts.
 fn caller_settings() -> Settings {
-    let l = Limits::from_settings();
     Settings {
-        lock_timeout_ms: l.lock_timeout_ms,
-        lock_retries: l.lock_retries,
-        retry_backoff_ms: l.retry_backoff_ms,
-        statement_timeout_ms: l.statement_timeout_ms,
+        limits: Limits::from_settings(),
         search_path: Spi::get_one::<String>("SELECT pg_catalog.current_setting('search_path')").ok().flatten(),
     }
 }
