@@ -5,12 +5,14 @@
 
 CREATE TABLE migrate.all_jobs (
     id            bigserial PRIMARY KEY,
-    kind          text NOT NULL DEFAULT 'sql' CHECK (kind IN ('sql')),
+    -- sql: a migration's top-level statements; backfill: batches of an UPDATE (migrate.all_backfills)
+    kind          text NOT NULL DEFAULT 'sql' CHECK (kind IN ('sql', 'backfill')),
     -- the role the worker connects as: the role that queued the job
     owner         oid NOT NULL,
     database      oid NOT NULL,
     -- [{"version": "...", "direction": "up|down", "number": 3, "line": 7, "sql": "...", "top_level": true}]
-    steps         jsonb NOT NULL CHECK (jsonb_typeof(steps) = 'array' AND jsonb_array_length(steps) > 0),
+    steps         jsonb NOT NULL DEFAULT '[]'
+                  CHECK (jsonb_typeof(steps) = 'array' AND (kind <> 'sql' OR jsonb_array_length(steps) > 0)),
     -- how many steps are done; a resumed job starts at this step
     cursor        int NOT NULL DEFAULT 0,
     -- the caller's migrate.* settings when the job was queued (lock_timeout, retries, …)
@@ -88,14 +90,26 @@ DECLARE
     st record;
     deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
     last_done int := -1;
+    line text;
+    last_line text;
+    last_line_at timestamptz;
 BEGIN
     PERFORM migrate.assert_can_wait();
     LOOP
         SELECT * INTO st FROM migrate.job_status(job);
-        IF st.state OPERATOR(pg_catalog.=) ANY (ARRAY['done', 'failed', 'cancelled']) THEN
+        IF st.state OPERATOR(pg_catalog.=) ANY (ARRAY['done', 'failed', 'cancelled', 'paused']) THEN
             EXIT;
         END IF;
-        IF st.steps_done OPERATOR(pg_catalog.<>) last_done THEN
+        IF st.kind OPERATOR(pg_catalog.=) 'backfill' THEN
+            -- a progress line when the figures changed, at most one a second
+            line := migrate.progress_line(job);
+            IF line IS DISTINCT FROM last_line AND (last_line_at IS NULL OR
+               pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_line_at OPERATOR(pg_catalog.>=) interval '1 second') THEN
+                RAISE NOTICE '%', line;
+                last_line := line;
+                last_line_at := pg_catalog.clock_timestamp();
+            END IF;
+        ELSIF st.steps_done OPERATOR(pg_catalog.<>) last_done THEN
             RAISE NOTICE 'pg_migrate: job % is %: % of % steps done%', job, st.state, st.steps_done,
                 st.steps_total,
                 CASE WHEN st.state OPERATOR(pg_catalog.=) 'running' THEN ', running: ' || st.current_step ELSE '' END;
@@ -114,11 +128,17 @@ BEGIN
         RAISE EXCEPTION 'pg_migrate: job % failed: %', job, st.last_error
             USING ERRCODE = 'external_routine_exception',
                   HINT = 'See SELECT * FROM migrate.jobs WHERE job = ' || job || '; ' ||
-                         CASE WHEN st.version IS NULL THEN 'fix the cause and run the statement again with migrate.run_async().'
+                         CASE WHEN st.kind OPERATOR(pg_catalog.=) 'backfill' THEN 'fix the cause and call migrate.resume(' || job || ') to go on from where it stopped.'
+                              WHEN st.version IS NULL THEN 'fix the cause and run the statement again with migrate.run_async().'
                               ELSE 'fix the cause and apply the version again to resume (or roll it back).' END;
     ELSIF st.state OPERATOR(pg_catalog.=) 'cancelled' THEN
         RAISE WARNING 'pg_migrate: job % was cancelled', job;
+    ELSIF st.state OPERATOR(pg_catalog.=) 'paused' THEN
+        RAISE WARNING 'pg_migrate: job % is paused; migrate.resume(%) goes on from where it stopped', job, job;
     ELSE
+        IF st.kind OPERATOR(pg_catalog.=) 'backfill' THEN
+            RAISE NOTICE '%', migrate.progress_line(job);
+        END IF;
         RAISE NOTICE 'pg_migrate: job % is done', job;
     END IF;
 END

@@ -10,6 +10,10 @@ pub static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MAX_SCRIPT_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(4);
+pub static BACKFILL_BATCH_TIME_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
+pub static BACKFILL_SLEEP_MS: GucSetting<i32> = GucSetting::<i32>::new(50);
+pub static BACKFILL_MAX_REPLICA_LAG_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static BACKFILL_JOB: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
 pub static DATABASE_NAMES: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
 
 pub fn register() {
@@ -73,6 +77,44 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"migrate.backfill_batch_time",
+        c"The duration backfill batches aim at; batch sizes adapt to it.",
+        c"Each batch holds its row locks this long at most (about). Used for new backfills without a batch_size option.",
+        &BACKFILL_BATCH_TIME_MS,
+        10,
+        60_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"migrate.backfill_sleep",
+        c"Pause between two batches of a backfill worker.",
+        c"Leaves room for the application's own writes; 0 runs batches back to back.",
+        &BACKFILL_SLEEP_MS,
+        0,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"migrate.backfill_max_replica_lag",
+        c"Backfill batches wait while a replica's replay lag is above this (0 disables).",
+        c"Read from pg_stat_replication.replay_lag.",
+        &BACKFILL_MAX_REPLICA_LAG_MS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"migrate.backfill_job",
+        c"Set by pg_migrate while a backfill batch writes: the job's id.",
+        c"Sync triggers read it to tell a backfill's writes from the application's. Not for setting by hand.",
+        &BACKFILL_JOB,
+        GucContext::Userset,
+        GucFlags::NO_SHOW_ALL,
+    );
 }
 
 /// Settings of the optional launcher (pg_migrate in shared_preload_libraries).
@@ -112,4 +154,14 @@ pub fn statement_timeout_ms() -> i32 {
 }
 pub fn max_script_bytes() -> usize {
     MAX_SCRIPT_KB.get() as usize * 1024
+}
+
+pub fn backfill_batch_time_ms() -> i32 {
+    BACKFILL_BATCH_TIME_MS.get()
+}
+pub fn backfill_sleep_ms() -> i32 {
+    BACKFILL_SLEEP_MS.get()
+}
+pub fn backfill_max_replica_lag_ms() -> i32 {
+    BACKFILL_MAX_REPLICA_LAG_MS.get()
 }

@@ -6,6 +6,7 @@
 
 use pgrx::prelude::*;
 
+mod backfill;
 mod catalog;
 mod ddl;
 mod error;

@@ -43,6 +43,7 @@ pub struct Settings {
 
 #[derive(Debug, Clone)]
 pub struct Claimed {
+    pub kind: String,
     pub steps: Vec<Step>,
     pub cursor: usize,
     pub settings: Settings,
@@ -50,14 +51,23 @@ pub struct Claimed {
 }
 
 pub fn queue(owner: pg_sys::Oid, steps: &[Step], settings: &Settings) -> i64 {
+    insert("sql", owner, steps, settings)
+}
+
+/// A backfill job: no steps, its work is described in migrate.all_backfills.
+pub fn queue_backfill(owner: pg_sys::Oid, settings: &Settings) -> i64 {
+    insert("backfill", owner, &[], settings)
+}
+
+fn insert(kind: &str, owner: pg_sys::Oid, steps: &[Step], settings: &Settings) -> i64 {
     let steps = serde_json::to_value(steps).expect("steps serialise");
     let settings = serde_json::to_value(settings).expect("settings serialise");
     as_extension_owner(|| {
         Spi::get_one_with_args::<i64>(
-            "INSERT INTO migrate.all_jobs (owner, database, steps, settings)
-             VALUES ($1, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()), $2, $3)
+            "INSERT INTO migrate.all_jobs (kind, owner, database, steps, settings)
+             VALUES ($1, $2, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()), $3, $4)
              RETURNING id",
-            &[owner.into(), JsonB(steps).into(), JsonB(settings).into()],
+            &[kind.into(), owner.into(), JsonB(steps).into(), JsonB(settings).into()],
         )
         .expect("queue job")
         .expect("job id")
@@ -74,7 +84,7 @@ pub fn claim(job: i64) -> Option<Claimed> {
                         attempts = attempts + 1, heartbeat = pg_catalog.clock_timestamp(),
                         started_at = coalesce(started_at, pg_catalog.clock_timestamp())
                   WHERE id = $1 AND state IN ('queued', 'running')
-              RETURNING steps, cursor, settings, attempts",
+              RETURNING steps, cursor, settings, attempts, kind",
                 None,
                 &[job.into()],
             )?;
@@ -83,6 +93,7 @@ pub fn claim(job: i64) -> Option<Claimed> {
                 let steps: JsonB = row.get(1)?.expect("steps");
                 let settings: JsonB = row.get(3)?.expect("settings");
                 claimed = Some(Claimed {
+                    kind: row.get::<String>(5)?.unwrap_or_default(),
                     steps: serde_json::from_value(steps.0).expect("steps deserialise"),
                     cursor: row.get::<i32>(2)?.unwrap_or(0) as usize,
                     settings: serde_json::from_value(settings.0).unwrap_or_default(),
@@ -208,6 +219,55 @@ pub fn cancel(job: i64, by: &str) -> Option<i32> {
     })
 }
 
+/// Pauses a queued or running job; its worker stops after its current batch. Returns whether
+/// the job was paused.
+pub fn pause(job: i64) -> bool {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "UPDATE migrate.all_jobs SET state = 'paused', heartbeat = pg_catalog.clock_timestamp()
+              WHERE id = $1 AND state IN ('queued', 'running') RETURNING true",
+            &[job.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    })
+}
+
+/// Puts a paused or failed job back in the queue, to go on from its cursor. Returns whether it
+/// was.
+pub fn unpause(job: i64) -> bool {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "UPDATE migrate.all_jobs
+                SET state = 'queued', last_error = NULL, finished_at = NULL,
+                    created_xid = pg_catalog.pg_current_xact_id()
+              WHERE id = $1 AND state IN ('paused', 'failed') RETURNING true",
+            &[job.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    })
+}
+
+/// A job as the caller may see it (migrate.jobs): its kind, state and owner.
+pub fn visible(job: i64) -> Option<(String, String, pg_sys::Oid)> {
+    let (kind, state, owner) = Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT j.kind, j.state, r.oid FROM migrate.jobs j JOIN pg_catalog.pg_roles r ON r.rolname = j.owner
+                  WHERE j.job = $1",
+                None,
+                &[job.into()],
+            )?
+            .first();
+        Ok::<_, pgrx::spi::SpiError>((row.get::<String>(1)?, row.get::<String>(2)?, row.get::<pg_sys::Oid>(3)?))
+    })
+    .ok()?;
+    Some((kind?, state?, owner?))
+}
+
 /// Unfinished jobs of this database that no worker holds: (job, owner).
 pub fn orphans() -> Vec<(i64, pg_sys::Oid)> {
     as_extension_owner(|| {
@@ -217,6 +277,8 @@ pub fn orphans() -> Vec<(i64, pg_sys::Oid)> {
                 // the extension owner it shows every role's jobs.
                 "SELECT j.job, a.owner FROM migrate.jobs j JOIN migrate.all_jobs a ON a.id = j.job
                   WHERE j.state IN ('queued', 'running') AND NOT j.worker_alive
+                    -- backfills run by hand (pg_cron, a client loop) have no worker
+                    AND NOT EXISTS (SELECT 1 FROM migrate.all_backfills b WHERE b.job = j.job AND b.manual)
                   ORDER BY j.job",
                 None,
                 &[],

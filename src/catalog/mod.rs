@@ -3,11 +3,13 @@
 //! that change history or start work is revoked from PUBLIC: grant it to the roles that deploy
 //! migrations), and holds the only code that reads and writes the catalog tables.
 
+pub mod backfills;
 pub mod history;
 pub mod jobs;
 
 pgrx::extension_sql_file!("../../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!("../../sql/jobs.sql", name = "jobs", requires = ["catalog"]);
+pgrx::extension_sql_file!("../../sql/backfill.sql", name = "backfill", requires = ["jobs"]);
 
 pgrx::extension_sql!(
     r#"
@@ -19,7 +21,11 @@ REVOKE EXECUTE ON FUNCTION
     migrate.repair(text, text),
     migrate.run_async(text),
     migrate.cancel(bigint),
-    migrate.resume_jobs()
+    migrate.resume_jobs(),
+    migrate.backfill_start(regclass, text, text, jsonb),
+    migrate.backfill_batch(bigint, int),
+    migrate.pause(bigint),
+    migrate.resume(bigint)
 FROM PUBLIC;
 "#,
     name = "privileges",

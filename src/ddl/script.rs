@@ -98,7 +98,7 @@ impl<'a> Lines<'a> {
 
 /// Offset of the first token at or after `from`: skips whitespace, `--` and `/* */` comments
 /// (nested, as in Postgres).
-fn first_token(text: &str, from: usize) -> usize {
+pub fn first_token(text: &str, from: usize) -> usize {
     let b = text.as_bytes();
     let mut i = from;
     loop {
@@ -171,6 +171,15 @@ pub struct Parsed {
 /// `label` names the script in messages (`up SQL of version "42"`). An empty script (only
 /// comments) is an empty list.
 pub fn split(label: &str, sql: &str) -> Result<Vec<Parsed>> {
+    split_after(label, "", sql)
+}
+
+/// `split` of `prefix` followed by `sql`, with syntax errors located within `sql`: for fragments
+/// such as a SET list that only parse inside a statement. Statement texts and node locations
+/// refer to the whole text.
+pub fn split_after(label: &str, prefix: &str, fragment: &str) -> Result<Vec<Parsed>> {
+    let whole = format!("{prefix}{fragment}");
+    let sql = whole.as_str();
     let c_sql = CString::new(sql).map_err(|_| {
         Failure::new(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, format!("{label} contains a NUL byte"))
     })?;
@@ -196,9 +205,9 @@ pub fn split(label: &str, sql: &str) -> Result<Vec<Parsed>> {
         Ok(list) => list,
         Err(caught) => {
             let Caught { message, code, .. } = caught;
-            let offset = char_pos_to_offset(sql, unsafe { ERROR_POSITION });
-            let (line, col) = line_col(sql, offset);
-            let line_text = excerpt(sql.lines().nth(line - 1).unwrap_or("").trim_end(), col);
+            let offset = char_pos_to_offset(sql, unsafe { ERROR_POSITION }).saturating_sub(prefix.len());
+            let (line, col) = line_col(fragment, offset);
+            let line_text = excerpt(fragment.lines().nth(line - 1).unwrap_or("").trim_end(), col);
             return Err(Failure::new(code, format!("{message} in {label} at line {line}, column {col}"))
                 .detail(format!("Line {line}: {line_text}"))
                 .hint("Nothing was run. Fix the SQL and call the function again.")

@@ -77,20 +77,25 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
         .flatten()
         .expect("pg_migrate is installed in this database");
 
-        let mut caller = pg_sys::InvalidOid;
-        let mut sec_context = 0;
-        unsafe { pg_sys::GetUserIdAndSecContext(&mut caller, &mut sec_context) };
-        let _restore = RestoreUser { user: caller, sec_context };
-        unsafe {
-            pg_sys::SetUserIdAndSecContext(
-                owner,
-                sec_context
-                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-            )
-        };
-        f()
+        switch_user(owner, pg_sys::SECURITY_RESTRICTED_OPERATION as i32, f)
     })
+}
+
+/// Runs `f` as `role` (SET ROLE without the ability to SET it back): a backfill batch runs the
+/// job's SQL as the job's owner whoever calls it (pg_cron, a member of the owner role).
+pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    switch_user(role, 0, f)
+}
+
+fn switch_user<R>(role: pg_sys::Oid, extra_context: i32, f: impl FnOnce() -> R) -> R {
+    let mut caller = pg_sys::InvalidOid;
+    let mut sec_context = 0;
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut caller, &mut sec_context) };
+    let _restore = RestoreUser { user: caller, sec_context };
+    unsafe {
+        pg_sys::SetUserIdAndSecContext(role, sec_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | extra_context)
+    };
+    f()
 }
 
 struct RestoreUser {

@@ -20,7 +20,7 @@ mod fingerprint;
 pub mod gate;
 mod lint;
 mod lookup;
-mod nodes;
+pub(crate) mod nodes;
 mod plan;
 mod rules;
 mod types;

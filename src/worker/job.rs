@@ -1,6 +1,7 @@
 //! A job's worker: connects as the job's owner, waits until the transaction that queued the job
 //! has ended, then runs the job's steps in order as top-level statements, saving its cursor after
 //! each so that a crash, an immediate shutdown or a killed worker resumes where it stopped.
+//! A backfill job runs its batches instead (`backfill::worker`).
 
 use super::executor::{self, transaction};
 use super::launch::{self, JobArgs};
@@ -69,7 +70,11 @@ fn run(args: JobArgs) {
         claimed.cursor,
         claimed.steps.len()
     );
-    run_steps(job, &claimed);
+    if claimed.kind == "backfill" {
+        crate::backfill::worker::run(job);
+    } else {
+        run_steps(job, &claimed);
+    }
     // Jobs that waited for a free worker slot, or lost theirs, start now.
     transaction(launch::resume_orphans);
 }

@@ -22,24 +22,30 @@ pub fn submit(steps: &[Step]) -> Result<i64> {
     let owner = unsafe { pg_sys::GetUserId() };
     launch::check_owner_can_log_in(owner)?;
     let job = jobs::queue(owner, steps, &caller_settings());
-    start(job)?;
+    start(job, owner)?;
     Ok(job)
+}
+
+/// Queues a backfill job owned by the current user (its row in all_backfills is the caller's to
+/// add); `start` then starts its worker, unless the job is run by hand.
+pub fn queue_backfill(with_worker: bool) -> Result<i64> {
+    let owner = unsafe { pg_sys::GetUserId() };
+    if with_worker {
+        launch::check_owner_can_log_in(owner)?;
+    }
+    Ok(jobs::queue_backfill(owner, &caller_settings()))
 }
 
 /// Puts a failed job back in the queue with the caller's settings and starts its worker.
 pub fn resubmit(job: i64) -> Result<()> {
     launch::check_owner_can_log_in(unsafe { pg_sys::GetUserId() })?;
     jobs::requeue(job, &caller_settings());
-    start(job)
+    start(job, unsafe { pg_sys::GetUserId() })
 }
 
-fn start(job: i64) -> Result<()> {
-    let args = launch::JobArgs {
-        job,
-        database: unsafe { pg_sys::MyDatabaseId },
-        owner: unsafe { pg_sys::GetUserId() },
-        creator_xid: current_xid(),
-    };
+/// Starts a worker for `job`, connecting as `owner`, once the current transaction commits.
+pub fn start(job: i64, owner: pg_sys::Oid) -> Result<()> {
+    let args = launch::JobArgs { job, database: unsafe { pg_sys::MyDatabaseId }, owner, creator_xid: current_xid() };
     launch::start(args).map(|_| ())
 }
 

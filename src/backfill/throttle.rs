@@ -1,0 +1,57 @@
+//! When a backfill should slow down: replicas falling behind, or application sessions queueing
+//! behind the row locks of a batch. Both are read as the extension owner: other roles' rows of
+//! pg_stat_replication and pg_stat_activity are hidden from an ordinary job owner.
+
+use crate::ddl::session::as_extension_owner;
+use crate::error::notice;
+use pgrx::prelude::*;
+
+/// The largest replay lag of any replica, in milliseconds (0 without replicas).
+pub fn replica_lag_ms() -> f64 {
+    as_extension_owner(|| {
+        Spi::get_one::<f64>(
+            "SELECT coalesce(max(extract(epoch FROM replay_lag) * 1000), 0)::float8 FROM pg_catalog.pg_stat_replication",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(0.0)
+    })
+}
+
+/// How many sessions wait for a lock this backend holds (the batch's row locks, before commit).
+pub fn sessions_waiting_on_me() -> i64 {
+    as_extension_owner(|| {
+        Spi::get_one::<i64>(
+            // pg_blocking_pids is costly: ask only about sessions that wait for a lock at all.
+            "SELECT count(*) FROM (SELECT pid FROM pg_catalog.pg_stat_activity
+                                     WHERE wait_event_type = 'Lock' AND pid <> pg_catalog.pg_backend_pid()
+                                    OFFSET 0) w
+              WHERE pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(w.pid))",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+    })
+}
+
+/// Waits while a replica lags more than `max_ms` (0: never waits). `lag_now` reads the lag
+/// (None: stop waiting, the job no longer runs); `nap` sleeps. Both are the caller's: a worker
+/// reads in transactions of its own and keeps its heartbeat, a SQL call reads in its own.
+pub fn wait_for_replicas(job: i64, max_ms: i32, mut lag_now: impl FnMut() -> Option<f64>, mut nap: impl FnMut(i32)) {
+    if max_ms <= 0 {
+        return;
+    }
+    let mut told = false;
+    while let Some(lag) = lag_now() {
+        if lag <= f64::from(max_ms) {
+            return;
+        }
+        if !told {
+            let line = format!("pg_migrate: backfill job {job} waits: a replica is {lag:.0} ms behind (max_replica_lag_ms is {max_ms})");
+            notice(&line);
+            pgrx::log!("{line}");
+            told = true;
+        }
+        nap(250);
+    }
+}

@@ -1,0 +1,93 @@
+//! A backfill job's worker loop: batch after batch, each in a transaction of its own (its row
+//! locks last one batch), with the job's pause between batches, until the job is done, paused,
+//! cancelled or fails. Stopping anywhere is safe: the cursor is saved with each batch's rows.
+
+use super::{batch, throttle};
+use crate::catalog::{backfills, jobs};
+use crate::worker::executor::{in_transaction, transaction};
+use pgrx::prelude::*;
+use std::time::{Duration, Instant};
+
+/// Progress reaches the server log this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+pub fn run(job: i64) {
+    let mut last_log = Instant::now();
+    loop {
+        let Some(b) = transaction(|| backfills::get(job)) else {
+            return;
+        };
+        if !matches!(b.state.as_str(), "queued" | "running") {
+            pgrx::log!("pg_migrate: backfill job {job} stops: it is {}", b.state);
+            return;
+        }
+        throttle::wait_for_replicas(
+            job,
+            b.pace.max_replica_lag_ms,
+            || {
+                transaction(|| {
+                    jobs::heartbeat(job);
+                    matches!(jobs::state(job).as_deref(), Some("queued" | "running")).then(throttle::replica_lag_ms)
+                })
+            },
+            nap,
+        );
+        let outcome = match in_transaction(|| batch::run(job, None)) {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(failure)) => return fail(job, &failure.message, failure.detail.as_deref()),
+            Err(caught) => return fail(job, &caught.message, caught.detail.as_deref()),
+        };
+        if let Some(state) = outcome.idle {
+            pgrx::log!("pg_migrate: backfill job {job} stops: it is {state}");
+            return;
+        }
+        if outcome.finished || last_log.elapsed() >= LOG_EVERY {
+            if let Some(line) = transaction(|| backfills::progress_line(job)) {
+                pgrx::log!("{line}");
+            }
+            last_log = Instant::now();
+        }
+        if outcome.finished {
+            return;
+        }
+        // Sessions queued behind the last batch: leave them as long again to catch up.
+        let extra = if outcome.contended { outcome.elapsed_ms as i32 } else { 0 };
+        nap(b.pace.sleep_ms + extra);
+    }
+}
+
+/// Ends the job as failed, unless it was cancelled (a cancel interrupts the running batch).
+fn fail(job: i64, message: &str, detail: Option<&str>) {
+    if transaction(|| jobs::settled_state(job)).as_deref() == Some("cancelled") {
+        pgrx::log!("pg_migrate: backfill job {job} cancelled");
+        return;
+    }
+    let error = match detail {
+        Some(d) => format!("{message} ({d})"),
+        None => message.to_string(),
+    };
+    pgrx::log!("pg_migrate: backfill job {job} failed: {error}");
+    transaction(|| jobs::finish(job, "failed", Some(&error)));
+}
+
+/// Sleeps between batches. A cancel request (migrate.cancel signals the worker) ends the sleep
+/// instead of raising an error outside any transaction: the next batch sees the job's state.
+fn nap(ms: i32) {
+    let deadline = Instant::now() + Duration::from_millis(ms.max(0) as u64);
+    unsafe {
+        let events = (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now()).as_millis() as i64;
+            if left <= 0 {
+                return;
+            }
+            pg_sys::WaitLatch(pg_sys::MyLatch, events, left, pg_sys::PG_WAIT_EXTENSION);
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+            if pg_sys::QueryCancelPending != 0 {
+                pg_sys::QueryCancelPending = 0;
+                return;
+            }
+            pg_sys::check_for_interrupts!();
+        }
+    }
+}
