@@ -7,7 +7,7 @@ CREATE TABLE migrate.all_backfills (
     relation            regclass NOT NULL,
     -- the table's name when the job started, for messages after a rename or drop
     table_name          text NOT NULL,
-    -- normalised SET list: "col" = (expression), … ; and the same as JSON for backfill_verify
+    -- the SET list as the user wrote it, and as pg_migrate runs it: [{"column", "expression"}]
     assignments         text NOT NULL,
     targets             jsonb NOT NULL,
     filter              text,

@@ -59,7 +59,7 @@ fn start(tbl: Option<PgRelation>, assignments: Option<&str>, filter: Option<&str
         job,
         relation: oid,
         table_name: table.name.clone(),
-        assignments: spec::set_list(&targets),
+        assignments: assignments.trim().to_string(),
         targets,
         filter,
         walk,
