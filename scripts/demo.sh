@@ -2,7 +2,7 @@
 # A guided tour of pg_migrate on a scratch PostgreSQL 15 cluster. Run it as is on a fresh Debian
 # machine: it installs what is missing (scripts/setup.sh), builds and installs the extension, starts
 # a throwaway cluster as the postgres user on a free port, tells a short migration story with psql
-# (including an index built concurrently by a background job), and always stops the cluster and
+# (an index built concurrently and a backfill of a million rows, both by background workers), and always stops the cluster and
 # removes its files on exit, also when something fails.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -17,6 +17,7 @@ install_extension
 # A scratch cluster that exists only while this script runs.
 scratch_dir demo
 LOCKER_PID=
+WRITER_PID=
 
 cleanup() {
     local rc=$?
@@ -24,6 +25,9 @@ cleanup() {
     cd /
     if [ -n "$LOCKER_PID" ] && kill -0 "$LOCKER_PID" 2>/dev/null; then
         kill "$LOCKER_PID" 2>/dev/null; wait "$LOCKER_PID" 2>/dev/null
+    fi
+    if [ -n "$WRITER_PID" ] && kill -0 "$WRITER_PID" 2>/dev/null; then
+        kill "$WRITER_PID" 2>/dev/null; wait "$WRITER_PID" 2>/dev/null
     fi
     stop_scratch_cluster
     if [ "$rc" != 0 ]; then echo "demo failed (exit code $rc); the scratch cluster was stopped and removed" >&2; fi
@@ -90,11 +94,11 @@ sql -v up="$V1_UP" -v down="$V1_DOWN" <<SQL
 SELECT migrate.apply('$V1', up => :'up', down => :'down');
 SQL
 
-say "2. load 200,000 users (plain SQL, outside pg_migrate) so that users is a real table"
+say "2. load 1,000,000 users (plain SQL, outside pg_migrate) so that users is a real table"
 sql <<'SQL'
 INSERT INTO users (email, created_at)
 SELECT format('user%s@example.com', g), now() - g * interval '1 minute'
-  FROM generate_series(1, 200000) AS g;
+  FROM generate_series(1, 1000000) AS g;
 ANALYZE users;
 SELECT count(*) AS users, pg_size_pretty(pg_total_relation_size('users')) AS size FROM users;
 SQL
@@ -159,7 +163,7 @@ SQL
 wait "$LOCKER_PID"
 LOCKER_PID=
 
-say "9. an index built concurrently on the 200,000-row users table: a background job"
+say "9. an index built concurrently on the 1,000,000-row users table: a background job"
 explain "CREATE INDEX CONCURRENTLY cannot run inside a transaction block. ADD COLUMN runs now, in this transaction; the index build (and anything after it) becomes a job that a background worker runs as a top-level statement once this transaction commits. apply returns 'applying'."
 sql -v up="$V4_UP" -v down="$V4_DOWN" <<SQL
 SELECT migrate.apply('$V4', up => :'up', down => :'down');
@@ -176,7 +180,45 @@ SELECT version, state FROM migrate.status() WHERE version = '$V4';
 SELECT indexrelid::regclass AS index, indisvalid AS valid FROM pg_index WHERE indrelid = 'users'::regclass;
 SQL
 
-say "10. roll back the latest version"
+say "10. a backfill of a million rows while the application keeps writing"
+explain "display_name (added by the second migration) is empty. One UPDATE over the table would lock every row until it commits. migrate.backfill_start queues a job that walks users by primary key in batches of about 200 ms, each its own transaction (row locks last one batch), with a pause between batches, slowing down when sessions queue behind its locks. It resumes from its last batch after a crash, a cancel or a pause."
+sql <<'SQL'
+SELECT migrate.backfill_start('users', $$display_name = initcap(split_part(email, '@', 1))$$,
+                              'display_name IS NULL') AS job \gset
+SQL
+explain "Meanwhile a client updates random users, one transaction per statement, with lock_timeout = 1s: a statement blocked longer by the backfill would fail and stop the demo."
+"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 <<'SQL' &
+SET lock_timeout = '1s';
+DO $$
+DECLARE
+    n int := 0;
+    started timestamptz := clock_timestamp();
+    target bigint;
+BEGIN
+    LOOP
+        target := 1 + (random() * 999999)::bigint;
+        UPDATE users SET last_login_at = clock_timestamp() WHERE id = target;
+        n := n + 1;
+        COMMIT;
+        EXIT WHEN clock_timestamp() - started > interval '2 minutes'
+               OR (n % 100 = 0 AND NOT EXISTS (SELECT FROM migrate.progress WHERE state IN ('queued', 'running')));
+    END LOOP;
+    RAISE NOTICE 'client: % single-row updates during the backfill, none failed or waited more than 1 s', n;
+END $$;
+SQL
+WRITER_PID=$!
+explain "CALL migrate.wait(job) prints the progress (rows, percent, rate, time left, batch size) about once a second."
+sql <<'SQL'
+SELECT max(job) AS job FROM migrate.progress \gset
+CALL migrate.wait(:job);
+SELECT job, "table", state, rows_done, percent, batches, batch_size, rows_per_second FROM migrate.progress;
+SELECT migrate.backfill_verify(:job) AS rows_still_differing;
+SELECT id, email, display_name FROM users ORDER BY id LIMIT 3;
+SQL
+wait "$WRITER_PID"
+WRITER_PID=
+
+say "11. roll back the latest version"
 explain "migrate.rollback() runs the recorded down SQL of the latest applied version. Its DROP INDEX CONCURRENTLY runs in a job as well: the version is 'rolling_back' until the job ends."
 sql <<'SQL'
 SELECT migrate.rollback();
@@ -185,7 +227,7 @@ CALL migrate.wait(:job);
 SELECT version, state, applied_at, has_down FROM migrate.status();
 SQL
 
-say "11. roll back everything after the first version"
+say "12. roll back everything after the first version"
 explain "migrate.rollback_to(version) keeps that version and rolls back every newer one, newest first."
 sql <<SQL
 SELECT * FROM migrate.rollback_to('$V1');
@@ -193,7 +235,7 @@ SELECT version, state, applied_at, has_down FROM migrate.status();
 SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position;
 SQL
 
-say "12. the audit trail: migrate.events (append-only)"
+say "13. the audit trail: migrate.events (append-only)"
 sql -c 'SELECT version, action, from_state, to_state, actor, at FROM migrate.events ORDER BY id;'
 
 say "done: the scratch cluster is stopped and removed on exit"
