@@ -32,9 +32,11 @@ CREATE TABLE migrate.all_backfills (
     -- page walks: how many rows a page holds, to turn batch sizes into page ranges
     rows_per_page       float8 NOT NULL DEFAULT 1,
     batches             bigint NOT NULL DEFAULT 0,
-    -- ctid walks: transactions of the job's batches. A row they updated may have moved to a page
-    -- further on; it is skipped there instead of being updated twice.
-    own_xids            xid[] NOT NULL DEFAULT '{}',
+    -- page walks: the snapshot of backfill_start (its xmax and in-progress xids). The walk updates
+    -- the row versions that snapshot saw: each row that existed then, once, and none written since
+    -- (by the application, or by the walk itself when a row moved to a page further on).
+    start_xmax          xid,
+    start_xip           xid[] NOT NULL DEFAULT '{}',
     last_batch_at       timestamptz,
     last_batch_ms       float8,
     rows_per_second     float8

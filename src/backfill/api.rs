@@ -54,6 +54,13 @@ fn start(tbl: Option<PgRelation>, assignments: Option<&str>, filter: Option<&str
         None => (Walk::Ctid, Some(vec![walk::page_count(oid).to_string()]).filter(|p| p[0] != "0")),
     };
     let (rows_estimated, rows_per_page) = walk::estimate(oid, &table);
+    let (start_xmax, start_xip) = match walk {
+        Walk::Ctid => {
+            let (xmax, xip) = walk::start_snapshot();
+            (Some(xmax), xip)
+        }
+        Walk::Key => (None, vec![]),
+    };
     let job = crate::worker::queue_backfill(!options.manual)?;
     backfills::insert(&backfills::New {
         job,
@@ -70,6 +77,8 @@ fn start(tbl: Option<PgRelation>, assignments: Option<&str>, filter: Option<&str
         pace: options.pace,
         rows_estimated,
         rows_per_page,
+        start_xmax,
+        start_xip,
     });
     let how = match &key {
         Some(k) => format!("walks it by primary key ({})", k.columns.join(", ")),

@@ -34,8 +34,6 @@ struct Step {
     scanned: i64,
     cursor: Vec<String>,
     finished: bool,
-    /// The (sub)transaction that wrote the rows, for page walks.
-    xid: Option<u32>,
 }
 
 /// Runs the next batch of `job`: at most `max_rows` rows, or the job's current batch size. A
@@ -86,7 +84,6 @@ pub fn run(job: i64, max_rows: Option<i32>) -> Result<Outcome> {
                 next_batch_size: next_size(&b.pace, size, step.scanned, elapsed_ms, contended),
                 elapsed_ms,
                 rows_per_second: rate(&b, step.scanned, elapsed_ms),
-                xid: step.xid,
                 finished: step.finished,
             },
         );
@@ -125,9 +122,9 @@ fn one_batch(b: &Backfill, table: &Table, size: i32) -> Step {
     let cursor = b.cursor.as_deref();
     let Some(upper) = b.upper_bound.as_deref() else {
         // The table was empty when the job started.
-        return Step { updated: 0, scanned: 0, cursor: vec![], finished: true, xid: None };
+        return Step { updated: 0, scanned: 0, cursor: vec![], finished: true };
     };
-    let mut step = match b.walk {
+    match b.walk {
         Walk::Key => {
             let (columns, types) = b.keys();
             let key = Key { columns: columns.to_vec(), types: types.to_vec() };
@@ -137,23 +134,19 @@ fn one_batch(b: &Backfill, table: &Table, size: i32) -> Step {
             };
             let finished = end.as_slice() == upper;
             let updated = walk::update_keys(&key, table, &set, filter, cursor, &end);
-            Step { updated, scanned, cursor: end, finished, xid: None }
+            Step { updated, scanned, cursor: end, finished }
         }
         Walk::Ctid => {
             let pages: i64 = upper[0].parse().unwrap_or(0);
             let from: i64 = cursor.and_then(|c| c[0].parse().ok()).unwrap_or(0);
             let per_page = b.rows_per_page.max(1.0);
             let to = (from + (f64::from(size) / per_page).ceil().max(1.0) as i64).min(pages);
-            let updated = walk::update_pages(table, &set, filter, from, to, &b.own_xids);
+            let xmax = b.start_xmax.as_deref().unwrap_or("0");
+            let updated = walk::update_pages(table, &set, filter, from, to, xmax, &b.start_xip);
             let scanned = ((to - from) as f64 * per_page) as i64;
-            Step { updated, scanned, cursor: vec![to.to_string()], finished: to >= pages, xid: None }
+            Step { updated, scanned, cursor: vec![to.to_string()], finished: to >= pages }
         }
-    };
-    if step.updated > 0 {
-        let xid = unsafe { pg_sys::GetCurrentTransactionIdIfAny() };
-        step.xid = (b.walk == Walk::Ctid && xid != pg_sys::InvalidTransactionId).then_some(xid.into_inner());
     }
-    step
 }
 
 /// Lock timeouts, deadlocks and serialization failures: the batch is tried again, smaller.

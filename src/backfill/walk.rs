@@ -151,21 +151,38 @@ pub fn update_keys(key: &Key, table: &Table, set: &str, filter: Option<&str>, cu
     run_update(&sql, &[cursor.map(<[String]>::to_vec).into(), end.to_vec().into()])
 }
 
-/// Page batches: the UPDATE of the rows on pages `from..to` that no earlier batch of the job
-/// wrote (`own_xids`: an updated row may move to a page further on).
-pub fn update_pages(table: &Table, set: &str, filter: Option<&str>, from: i64, to: i64, own_xids: &[String]) -> i64 {
-    let skip_own = if own_xids.is_empty() {
+/// Page batches: the UPDATE of the rows on pages `from..to` that the start snapshot saw. A row
+/// version is in it when its xmin precedes the snapshot's xmax (compared by age, which handles
+/// wraparound and frozen rows) and was not in progress then. Rows written since, by the
+/// application or by an earlier batch (an updated row may move to a page further on), are not
+/// the walk's: without a key there is no other way to tell a row from its new version.
+pub fn update_pages(table: &Table, set: &str, filter: Option<&str>, from: i64, to: i64, xmax: &str, xip: &[String]) -> i64 {
+    let in_progress = if xip.is_empty() {
         String::new()
     } else {
         // A constant array, so that the planner hashes it (PostgreSQL 14+).
-        format!(" AND NOT (xmin = ANY ('{{{}}}'::xid[]))", own_xids.join(","))
+        format!(" AND NOT (xmin = ANY ('{{{}}}'::xid[]))", xip.join(","))
     };
     let sql = format!(
-        "UPDATE {} SET {set} WHERE ctid >= ('(' || $1 || ',0)')::tid AND ctid < ('(' || $2 || ',0)')::tid{skip_own}{}",
+        "UPDATE {} SET {set}
+          WHERE ctid >= ('(' || $1 || ',0)')::tid AND ctid < ('(' || $2 || ',0)')::tid
+            AND pg_catalog.age(xmin) > pg_catalog.age($3::text::xid){in_progress}{}",
         table.target(),
         filter_sql(filter)
     );
-    run_update(&sql, &[from.into(), to.into()])
+    run_update(&sql, &[from.into(), to.into(), xmax.into()])
+}
+
+/// The current snapshot's xmax and in-progress transactions as 32-bit xids (text), for
+/// `update_pages`.
+pub fn start_snapshot() -> (String, Vec<String>) {
+    let (xmax, xip) = Spi::get_two::<String, Vec<String>>(
+        "SELECT (pg_catalog.pg_snapshot_xmax(s)::text::numeric % 4294967296)::text,
+                ARRAY(SELECT (x::text::numeric % 4294967296)::text FROM pg_catalog.pg_snapshot_xip(s) x)
+           FROM pg_catalog.pg_current_snapshot() s",
+    )
+    .expect("read the current snapshot");
+    (xmax.expect("snapshot xmax"), xip.unwrap_or_default())
 }
 
 /// Rows up to the key in `upper` (all rows without a key) that match the filter and differ from

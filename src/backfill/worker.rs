@@ -4,6 +4,7 @@
 
 use super::{batch, throttle};
 use crate::catalog::{backfills, jobs};
+use crate::ddl::subxact::Caught;
 use crate::worker::executor::{in_transaction, transaction};
 use pgrx::prelude::*;
 use std::time::{Duration, Instant};
@@ -13,36 +14,49 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub fn run(job: i64) {
     let mut last_log = Instant::now();
+    // Between batches a cancel (migrate.cancel signals the worker) may interrupt any statement:
+    // every transaction here is caught, and the job's state says what happened.
+    let stopped = |caught: Caught| fail(job, &caught.message, caught.detail.as_deref());
     loop {
-        let Some(b) = transaction(|| backfills::get(job)) else {
-            return;
+        let b = match in_transaction(|| backfills::get(job)) {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(caught) => return stopped(caught),
         };
         if !matches!(b.state.as_str(), "queued" | "running") {
             pgrx::log!("pg_migrate: backfill job {job} stops: it is {}", b.state);
             return;
         }
+        let mut interrupted = None;
         throttle::wait_for_replicas(
             job,
             b.pace.max_replica_lag_ms,
-            || {
-                transaction(|| {
-                    jobs::heartbeat(job);
-                    matches!(jobs::state(job).as_deref(), Some("queued" | "running")).then(throttle::replica_lag_ms)
-                })
+            || match in_transaction(|| {
+                jobs::heartbeat(job);
+                matches!(jobs::state(job).as_deref(), Some("queued" | "running")).then(throttle::replica_lag_ms)
+            }) {
+                Ok(lag) => lag,
+                Err(caught) => {
+                    interrupted = Some(caught);
+                    None
+                }
             },
             nap,
         );
+        if let Some(caught) = interrupted {
+            return stopped(caught);
+        }
         let outcome = match in_transaction(|| batch::run(job, None)) {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(failure)) => return fail(job, &failure.message, failure.detail.as_deref()),
-            Err(caught) => return fail(job, &caught.message, caught.detail.as_deref()),
+            Err(caught) => return stopped(caught),
         };
         if let Some(state) = outcome.idle {
             pgrx::log!("pg_migrate: backfill job {job} stops: it is {state}");
             return;
         }
         if outcome.finished || last_log.elapsed() >= LOG_EVERY {
-            if let Some(line) = transaction(|| backfills::progress_line(job)) {
+            if let Ok(Some(line)) = in_transaction(|| backfills::progress_line(job)) {
                 pgrx::log!("{line}");
             }
             last_log = Instant::now();
@@ -56,10 +70,14 @@ pub fn run(job: i64) {
     }
 }
 
-/// Ends the job as failed, unless it was cancelled (a cancel interrupts the running batch).
+/// Ends the job as failed, unless it was cancelled (a cancel interrupts the running batch) or
+/// paused meanwhile.
 fn fail(job: i64, message: &str, detail: Option<&str>) {
-    if transaction(|| jobs::settled_state(job)).as_deref() == Some("cancelled") {
-        pgrx::log!("pg_migrate: backfill job {job} cancelled");
+    // A second cancel request must not interrupt this check.
+    clear_cancel_request();
+    let state = transaction(|| jobs::settled_state(job));
+    if matches!(state.as_deref(), Some("cancelled" | "paused")) {
+        pgrx::log!("pg_migrate: backfill job {job} stops: it is {}", state.unwrap_or_default());
         return;
     }
     let error = match detail {
@@ -77,17 +95,25 @@ fn nap(ms: i32) {
     unsafe {
         let events = (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32;
         loop {
+            if clear_cancel_request() {
+                return;
+            }
+            pg_sys::check_for_interrupts!();
             let left = deadline.saturating_duration_since(Instant::now()).as_millis() as i64;
             if left <= 0 {
                 return;
             }
             pg_sys::WaitLatch(pg_sys::MyLatch, events, left, pg_sys::PG_WAIT_EXTENSION);
             pg_sys::ResetLatch(pg_sys::MyLatch);
-            if pg_sys::QueryCancelPending != 0 {
-                pg_sys::QueryCancelPending = 0;
-                return;
-            }
-            pg_sys::check_for_interrupts!();
         }
+    }
+}
+
+/// Forgets a pending cancel request; true when there was one.
+fn clear_cancel_request() -> bool {
+    unsafe {
+        let pending = pg_sys::QueryCancelPending != 0;
+        pg_sys::QueryCancelPending = 0;
+        pending
     }
 }

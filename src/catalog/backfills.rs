@@ -54,6 +54,9 @@ pub struct New {
     pub pace: Pace,
     pub rows_estimated: i64,
     pub rows_per_page: f64,
+    /// Page walks: the start snapshot's xmax and in-progress transactions (32-bit xids as text).
+    pub start_xmax: Option<String>,
+    pub start_xip: Vec<String>,
 }
 
 /// A backfill as a batch needs it, with its job's state, owner and settings.
@@ -80,7 +83,8 @@ pub struct Backfill {
     #[serde(flatten)]
     pub pace: Pace,
     pub rows_per_page: f64,
-    pub own_xids: Vec<String>,
+    pub start_xmax: Option<String>,
+    pub start_xip: Vec<String>,
     /// Seconds since the epoch of the last batch's end.
     pub last_batch_epoch: Option<f64>,
     pub rows_per_second: Option<f64>,
@@ -99,8 +103,9 @@ pub fn insert(b: &New) {
             "INSERT INTO migrate.all_backfills
                     (job, relation, table_name, assignments, targets, filter, walk, key_columns, key_types,
                      upper_bound, manual, batch_size, fixed_batch, batch_time_ms, sleep_ms, max_replica_lag_ms,
-                     rows_estimated, rows_per_page)
-             VALUES ($1, $2::oid::regclass, $3, $4, $5, $6, $7, $8::text[]::name[], $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                     rows_estimated, rows_per_page, start_xmax, start_xip)
+             VALUES ($1, $2::oid::regclass, $3, $4, $5, $6, $7, $8::text[]::name[], $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                     $19::xid, $20::text[]::xid[])",
             &[
                 b.job.into(),
                 b.relation.into(),
@@ -124,6 +129,8 @@ pub fn insert(b: &New) {
                 b.pace.max_replica_lag_ms.into(),
                 b.rows_estimated.into(),
                 b.rows_per_page.into(),
+                b.start_xmax.as_deref().into(),
+                b.start_xip.clone().into(),
             ],
         )
         .expect("insert backfill")
@@ -165,8 +172,6 @@ pub struct Done<'a> {
     pub next_batch_size: i32,
     pub elapsed_ms: f64,
     pub rows_per_second: Option<f64>,
-    /// Page walks: the transaction that wrote the batch's rows, which the walk may meet again.
-    pub xid: Option<u32>,
     pub finished: bool,
 }
 
@@ -177,13 +182,12 @@ pub fn record_batch(job: i64, d: &Done) {
                 UPDATE migrate.all_backfills
                    SET cursor = coalesce($2, cursor), rows_done = rows_done + $3, rows_scanned = rows_scanned + $4,
                        batch_size = $5, last_batch_ms = $6, rows_per_second = coalesce($7, rows_per_second),
-                       batches = batches + 1, last_batch_at = pg_catalog.clock_timestamp(),
-                       own_xids = CASE WHEN $8 IS NULL THEN own_xids ELSE own_xids || $8::text::xid END
+                       batches = batches + 1, last_batch_at = pg_catalog.clock_timestamp()
                  WHERE job = $1)
              UPDATE migrate.all_jobs
-                SET state = CASE WHEN $9 THEN 'done' ELSE 'running' END,
+                SET state = CASE WHEN $8 THEN 'done' ELSE 'running' END,
                     started_at = coalesce(started_at, pg_catalog.clock_timestamp()),
-                    finished_at = CASE WHEN $9 THEN pg_catalog.clock_timestamp() END,
+                    finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,
                     heartbeat = pg_catalog.clock_timestamp(), last_error = NULL
               WHERE id = $1",
             &[
@@ -194,7 +198,6 @@ pub fn record_batch(job: i64, d: &Done) {
                 d.next_batch_size.into(),
                 d.elapsed_ms.into(),
                 d.rows_per_second.into(),
-                d.xid.map(i64::from).into(),
                 d.finished.into(),
             ],
         )

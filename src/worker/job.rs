@@ -82,6 +82,7 @@ fn run(args: JobArgs) {
 /// Waits until the job row is visible (its transaction committed). False when that transaction
 /// rolled back: there is nothing to do.
 fn wait_for_creator(job: i64, creator_xid: u64) -> bool {
+    let mut committed_before = false;
     loop {
         let (visible, status) = transaction(|| {
             let visible = jobs::state(job).is_some();
@@ -100,10 +101,12 @@ fn wait_for_creator(job: i64, creator_xid: u64) -> bool {
         if visible {
             return true;
         }
-        if status.as_deref() != Some("in progress") {
-            return false;
+        match status.as_deref() {
+            Some("in progress") => sleep_ms(50),
+            // It committed between this poll's two reads: the next poll's snapshot sees the row.
+            Some("committed") if !committed_before => committed_before = true,
+            _ => return false,
         }
-        sleep_ms(50);
     }
 }
 
