@@ -134,7 +134,8 @@ fn functions_pin_their_search_path_against_hijacking() {
                 -- these run or resolve the caller's SQL with the caller's search_path (their own
                 -- catalog SQL is pinned inside); wait() is a procedure that COMMITs, which a SET
                 -- clause forbids, so it schema-qualifies every name instead
-                AND p.proname NOT IN ('apply', 'rollback', 'rollback_to', 'run_async', 'wait', 'lint', 'plan', 'verify')
+                AND p.proname NOT IN ('apply', 'rollback', 'rollback_to', 'run_async', 'wait', 'lint', 'plan', 'verify',
+                                      'backfill_start')
                 AND NOT coalesce(p.proconfig::text LIKE '%search_path%', false)
               ORDER BY 1",
             &[],

@@ -1,9 +1,9 @@
 //! SQL functions of backfills: start one, run a batch by hand (pg_cron, a client loop), pause,
 //! resume, verify. Cancelling is `migrate.cancel()`, as for every job.
 //!
-//! No function here pins search_path with a SET clause: the assignments and the filter are the
-//! caller's SQL and resolve names the way the caller does. pg_migrate's own queries are
-//! schema-qualified or run through `as_extension_owner`, which pins it.
+//! `backfill_start` has no SET search_path clause: it tries the assignments and the filter with
+//! the caller's search_path and stores it for every batch; its own catalog queries run with a
+//! pinned one. The other functions pin it: batches and verify set the job's own (`in_job_session`).
 
 use super::batch::{self, in_job_session};
 use super::spec;
@@ -12,7 +12,7 @@ use super::walk::{self, Key, Table};
 use crate::catalog::backfills::{self, Backfill, Target, Walk};
 use crate::catalog::jobs;
 use crate::ddl::retry::sleep_ms;
-use crate::ddl::session::GucScope;
+use crate::ddl::session::{with_pinned_search_path, GucScope};
 use crate::ddl::subxact;
 use crate::error::{notice, Failure, OrRaise, Result};
 use crate::gucs;
@@ -38,29 +38,32 @@ fn start(tbl: Option<PgRelation>, assignments: Option<&str>, filter: Option<&str
         null_argument("assignments").hint("Pass what follows SET in an UPDATE, for example 'status = ''active'''.")
     })?;
     let oid = rel.oid();
-    let table = Table::find(oid).filter(|t| matches!(t.kind.as_str(), "r" | "p")).ok_or_else(|| {
+    let table = with_pinned_search_path(|| Table::find(oid)).filter(|t| matches!(t.kind.as_str(), "r" | "p")).ok_or_else(|| {
         Failure::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("\"{}\" is not a table", rel.name()))
             .hint("A backfill updates the rows of a table or a partitioned table.")
     })?;
     let targets = spec::targets(assignments)?;
     let filter = spec::filter(filter)?;
     let options = spec::options(options.as_ref().map(|j| &j.0))?;
-    let key = Key::of(oid);
-    check_columns(oid, &table, &targets, key.as_ref())?;
+    let key = with_pinned_search_path(|| Key::of(oid));
+    with_pinned_search_path(|| check_columns(oid, &table, &targets, key.as_ref()))?;
     try_on_table(&table, &targets, filter.as_deref())?;
 
-    let (walk, upper_bound) = match &key {
-        Some(k) => (Walk::Key, k.last(&table)),
-        None => (Walk::Ctid, Some(vec![walk::page_count(oid).to_string()]).filter(|p| p[0] != "0")),
-    };
-    let (rows_estimated, rows_per_page) = walk::estimate(oid, &table);
-    let (start_xmax, start_xip) = match walk {
-        Walk::Ctid => {
-            let (xmax, xip) = walk::start_snapshot();
-            (Some(xmax), xip)
-        }
-        Walk::Key => (None, vec![]),
-    };
+    let (walk, upper_bound, rows_estimated, rows_per_page, start_xmax, start_xip) = with_pinned_search_path(|| {
+        let (walk, upper_bound) = match &key {
+            Some(k) => (Walk::Key, k.last(&table)),
+            None => (Walk::Ctid, Some(vec![walk::page_count(oid).to_string()]).filter(|p| p[0] != "0")),
+        };
+        let (rows_estimated, rows_per_page) = walk::estimate(oid, &table);
+        let (start_xmax, start_xip) = match walk {
+            Walk::Ctid => {
+                let (xmax, xip) = walk::start_snapshot();
+                (Some(xmax), xip)
+            }
+            Walk::Key => (None, vec![]),
+        };
+        (walk, upper_bound, rows_estimated, rows_per_page, start_xmax, start_xip)
+    });
     let job = crate::worker::queue_backfill(!options.manual)?;
     backfills::insert(&backfills::New {
         job,
@@ -164,6 +167,7 @@ fn try_on_table(table: &Table, targets: &[Target], filter: Option<&str>) -> Resu
 /// so `WHILE migrate.backfill_batch(job) > 0` and pg_cron both stop at the right time. Batches
 /// of one job run one at a time, whoever calls them.
 #[pg_extern(name = "backfill_batch")]
+#[search_path(pg_catalog, pg_temp)]
 fn backfill_batch(job: Option<i64>, max_rows: default!(Option<i32>, "NULL")) -> i64 {
     run_batches(job, max_rows).or_raise()
 }
@@ -256,6 +260,7 @@ fn resume_job(job: Option<i64>) -> Result<String> {
 /// How many rows in the job's range match its filter and still differ from what the assignments
 /// would produce: 0 for a finished backfill with deterministic assignments.
 #[pg_extern(name = "backfill_verify")]
+#[search_path(pg_catalog, pg_temp)]
 fn backfill_verify(job: Option<i64>) -> i64 {
     let b = visible_backfill(job).or_raise();
     let Some(table) = Table::find(pg_sys::Oid::from(b.relation)) else {
