@@ -32,9 +32,9 @@ CREATE TABLE migrate.all_backfills (
     -- page walks: how many rows a page holds, to turn batch sizes into page ranges
     rows_per_page       float8 NOT NULL DEFAULT 1,
     batches             bigint NOT NULL DEFAULT 0,
-    -- page walks: the snapshot of backfill_start (its xmax and in-progress xids). The walk updates
-    -- the row versions that snapshot saw: each row that existed then, once, and none written since
-    -- (by the application, or by the walk itself when a row moved to a page further on).
+    -- page walks: at backfill_start, the next transaction id and the transactions in progress.
+    -- The walk updates the row versions that existed then: each such row once, and none written
+    -- since (by the application, or by the walk itself when a row moved to a page further on).
     start_xmax          xid,
     start_xip           xid[] NOT NULL DEFAULT '{}',
     last_batch_at       timestamptz,

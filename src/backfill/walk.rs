@@ -151,9 +151,9 @@ pub fn update_keys(key: &Key, table: &Table, set: &str, filter: Option<&str>, cu
     run_update(&sql, &[cursor.map(<[String]>::to_vec).into(), end.to_vec().into()])
 }
 
-/// Page batches: the UPDATE of the rows on pages `from..to` that the start snapshot saw. A row
-/// version is in it when its xmin precedes the snapshot's xmax (compared by age, which handles
-/// wraparound and frozen rows) and was not in progress then. Rows written since, by the
+/// Page batches: the UPDATE of the rows on pages `from..to` that existed at the start. A row
+/// version did when its xmin precedes the transaction id that was next then (compared by age,
+/// which handles wraparound and frozen rows) and was not in progress then. Rows written since, by the
 /// application or by an earlier batch (an updated row may move to a page further on), are not
 /// the walk's: without a key there is no other way to tell a row from its new version.
 pub fn update_pages(table: &Table, set: &str, filter: Option<&str>, from: i64, to: i64, xmax: &str, xip: &[String]) -> i64 {
@@ -173,16 +173,17 @@ pub fn update_pages(table: &Table, set: &str, filter: Option<&str>, from: i64, t
     run_update(&sql, &[from.into(), to.into(), xmax.into()])
 }
 
-/// The current snapshot's xmax and in-progress transactions as 32-bit xids (text), for
-/// `update_pages`.
+/// What "existed at the start" means for `update_pages`, as 32-bit xids (text): the next
+/// transaction id (every transaction before it, this one and its subtransactions included, has
+/// started) and the other transactions still in progress (their rows are not committed yet).
 pub fn start_snapshot() -> (String, Vec<String>) {
-    let (xmax, xip) = Spi::get_two::<String, Vec<String>>(
-        "SELECT (pg_catalog.pg_snapshot_xmax(s)::text::numeric % 4294967296)::text,
-                ARRAY(SELECT (x::text::numeric % 4294967296)::text FROM pg_catalog.pg_snapshot_xip(s) x)
-           FROM pg_catalog.pg_current_snapshot() s",
+    let next = unsafe { pg_sys::ReadNextFullTransactionId() }.value as u32;
+    let xip = Spi::get_one::<Vec<String>>(
+        "SELECT ARRAY(SELECT (x::text::numeric % 4294967296)::text
+                        FROM pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x)",
     )
     .expect("read the current snapshot");
-    (xmax.expect("snapshot xmax"), xip.unwrap_or_default())
+    (next.to_string(), xip.unwrap_or_default())
 }
 
 /// Rows up to the key in `upper` (all rows without a key) that match the filter and differ from
