@@ -163,16 +163,22 @@ fn a_worker_backfill_updates_every_existing_row_exactly_once() {
 /// Options that make a worker backfill take a few seconds, so it can be interrupted mid-way.
 const SLOW: &str = r#"{"batch_size": 1000, "sleep_ms": 30}"#;
 
+/// A worker backfill of 100,000 items that has done some batches and has more to do.
+fn start_slow_backfill(pg: &Cluster) -> (Client, i64) {
+    items(pg, 100_000);
+    let mut c = pg.connect("app");
+    let job: i64 = c.query_one("SELECT migrate.backfill_start('items', 'n = n + 1', NULL, $1::text::jsonb)", &[&SLOW]).unwrap().get(0);
+    wait_for_some_rows(pg, job);
+    (c, job)
+}
+
 /// 2a. Killing the worker between or during batches, then resume_jobs(): no row skipped, no
 /// row updated twice.
 #[test]
 fn a_killed_backfill_worker_resumes_from_its_cursor() {
     let pg = Cluster::start();
     pg.create_db("app");
-    items(&pg, 100_000);
-    let mut c = pg.connect("app");
-    let job: i64 = c.query_one("SELECT migrate.backfill_start('items', 'n = n + 1', NULL, $1::text::jsonb)", &[&SLOW]).unwrap().get(0);
-    wait_for_some_rows(&pg, job);
+    let (mut c, job) = start_slow_backfill(&pg);
     let pid: i32 = c.query_one("SELECT worker_pid FROM migrate.jobs WHERE job = $1", &[&job]).unwrap().get(0);
     let killed: bool = c.query_one("SELECT pg_terminate_backend($1, 10000)", &[&pid]).unwrap().get(0);
     assert!(killed);
@@ -203,10 +209,7 @@ fn a_killed_backfill_worker_resumes_from_its_cursor() {
 fn after_an_immediate_shutdown_the_launcher_resumes_the_backfill() {
     let pg = Cluster::start_with(&["shared_preload_libraries = 'pg_migrate'", "migrate.database_name = 'app'"]);
     pg.create_db("app");
-    items(&pg, 100_000);
-    let mut c = pg.connect("app");
-    let job: i64 = c.query_one("SELECT migrate.backfill_start('items', 'n = n + 1', NULL, $1::text::jsonb)", &[&SLOW]).unwrap().get(0);
-    wait_for_some_rows(&pg, job);
+    let (c, job) = start_slow_backfill(&pg);
     pg.restart("immediate");
     drop(c);
 
@@ -228,10 +231,7 @@ fn after_an_immediate_shutdown_the_launcher_resumes_the_backfill() {
 fn pause_stops_the_worker_and_resume_finishes_the_backfill() {
     let pg = Cluster::start();
     pg.create_db("app");
-    items(&pg, 100_000);
-    let mut c = pg.connect("app");
-    let job: i64 = c.query_one("SELECT migrate.backfill_start('items', 'n = n + 1', NULL, $1::text::jsonb)", &[&SLOW]).unwrap().get(0);
-    wait_for_some_rows(&pg, job);
+    let (mut c, job) = start_slow_backfill(&pg);
     let state: String = c.query_one("SELECT migrate.pause($1)", &[&job]).unwrap().get(0);
     assert_eq!(state, "paused");
     assert!(wait_until(30, || !worker_alive(&mut c, job)), "the worker stops after its current batch");
@@ -264,10 +264,7 @@ fn pause_stops_the_worker_and_resume_finishes_the_backfill() {
 fn cancel_stops_a_running_backfill_quietly_and_keeps_the_rows_done() {
     let pg = Cluster::start();
     pg.create_db("app");
-    items(&pg, 100_000);
-    let mut c = pg.connect("app");
-    let job: i64 = c.query_one("SELECT migrate.backfill_start('items', 'n = n + 1', NULL, $1::text::jsonb)", &[&SLOW]).unwrap().get(0);
-    wait_for_some_rows(&pg, job);
+    let (mut c, job) = start_slow_backfill(&pg);
     let log_before = server_log(&pg).len();
     let state: String = c.query_one("SELECT migrate.cancel($1)", &[&job]).unwrap().get(0);
     assert_eq!(state, "cancelled");
