@@ -64,15 +64,16 @@ fn run(args: JobArgs) {
         }
         return;
     };
-    pgrx::log!(
-        "pg_migrate: job {job} running (attempt {}), {} of {} steps done",
-        claimed.attempts,
-        claimed.cursor,
-        claimed.steps.len()
-    );
     if claimed.kind == "backfill" {
+        pgrx::log!("pg_migrate: backfill job {job} running (attempt {})", claimed.attempts);
         crate::backfill::worker::run(job);
     } else {
+        pgrx::log!(
+            "pg_migrate: job {job} running (attempt {}), {} of {} steps done",
+            claimed.attempts,
+            claimed.cursor,
+            claimed.steps.len()
+        );
         run_steps(job, &claimed);
     }
     // Jobs that waited for a free worker slot, or lost theirs, start now.
