@@ -262,14 +262,20 @@ SELECT a, b FROM t WHERE id = :id;
 EOF
 
 # What the pgbench sessions and the backfill's worker are doing, every 0.1 s: epoch, pgbench
-# sessions running a statement, those waiting for a lock, the job worker waiting for a lock.
+# sessions running a statement, those waiting for a lock, the job worker waiting for a lock, and
+# which locks the pgbench sessions wait for: relation extension (adding pages), or a row
+# (transactionid, tuple).
 {
     for _ in $(seq $(( LAT_SECONDS * 10 + 30 ))); do
         cat <<'SQL'
 SELECT extract(epoch FROM clock_timestamp()),
        count(*) FILTER (WHERE application_name = 'pgbench_bench' AND state = 'active'),
        count(*) FILTER (WHERE application_name = 'pgbench_bench' AND state = 'active' AND wait_event_type = 'Lock'),
-       count(*) FILTER (WHERE backend_type = 'pg_migrate job worker' AND wait_event_type = 'Lock')
+       count(*) FILTER (WHERE backend_type = 'pg_migrate job worker' AND wait_event_type = 'Lock'),
+       count(*) FILTER (WHERE application_name = 'pgbench_bench' AND state = 'active' AND wait_event_type = 'Lock'
+                          AND wait_event = 'extend'),
+       count(*) FILTER (WHERE application_name = 'pgbench_bench' AND state = 'active' AND wait_event_type = 'Lock'
+                          AND wait_event IN ('transactionid', 'tuple'))
   FROM pg_stat_activity;
 SELECT pg_sleep(0.1);
 SQL
@@ -374,6 +380,10 @@ SQL
                                 FROM migrate.progress p JOIN migrate.all_backfills b USING (job) WHERE p.job = $job")"
     log "samples of pg_stat_activity while it ran: the job worker waited for a lock in $(awk -v lo="$w_lo" -v hi="$w_hi" \
         '$1 >= lo && $1 <= hi { n++; w += ($4 > 0) } END { printf "%d of %d", w, n }' "$WORK/$name-b/samples") samples"
+    log "the pgbench sessions' lock waits while it ran, by lock: $(awk -v lo="$w_lo" -v hi="$w_hi" \
+        '$1 >= lo && $1 <= hi { all += $3; ext += $5; row += $6 }
+         END { printf "%d session-samples waiting, %d on relation extension, %d on rows (transactionid, tuple), %d on other locks", all, ext, row, all - ext - row }' \
+        "$WORK/$name-b/samples")"
     log "migrate.wait output:"
     log_file "$WORK/$name-b/wait.log"
 }
