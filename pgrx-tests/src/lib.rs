@@ -228,3 +228,15 @@ pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Terminates the worker `pid` of `job` and checks that the job is left `running` with no live
+/// worker: what a crash leaves and what resuming looks for.
+pub fn kill_worker(c: &mut Client, job: i64, pid: i32) {
+    let killed: bool = c.query_one("SELECT pg_terminate_backend($1, 10000)", &[&pid]).unwrap().get(0);
+    assert!(killed);
+    let (state, alive): (String, bool) = c
+        .query_one("SELECT state, worker_alive FROM migrate.jobs WHERE job = $1", &[&job])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((state.as_str(), alive), ("running", false), "the dead worker is detectable");
+}

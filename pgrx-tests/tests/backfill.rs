@@ -6,7 +6,7 @@
 //! row skipped stays 0 and a row updated twice becomes 2: "every row n = 1" is the assertion that
 //! the walk neither skips nor repeats.
 
-use pg_migrate_integration::{db_error, wait_until, Client, Cluster};
+use pg_migrate_integration::{db_error, kill_worker, wait_until, Client, Cluster};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,14 +180,7 @@ fn a_killed_backfill_worker_resumes_from_its_cursor() {
     pg.create_db("app");
     let (mut c, job) = start_slow_backfill(&pg);
     let pid: i32 = c.query_one("SELECT worker_pid FROM migrate.jobs WHERE job = $1", &[&job]).unwrap().get(0);
-    let killed: bool = c.query_one("SELECT pg_terminate_backend($1, 10000)", &[&pid]).unwrap().get(0);
-    assert!(killed);
-
-    let (state, alive): (String, bool) = c
-        .query_one("SELECT state, worker_alive FROM migrate.jobs WHERE job = $1", &[&job])
-        .map(|r| (r.get(0), r.get(1)))
-        .unwrap();
-    assert_eq!((state.as_str(), alive), ("running", false), "the dead worker is detectable");
+    kill_worker(&mut c, job, pid);
     let at_kill = progress(&mut c, job);
     assert!(at_kill.rows_done > 0 && at_kill.rows_done < 100_000, "{at_kill:?}");
     // The cursor was saved with the rows: exactly rows_done rows are done, none twice.

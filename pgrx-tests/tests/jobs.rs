@@ -1,6 +1,6 @@
 //! Background jobs: non-transactional statements run by workers as top-level statements.
 
-use pg_migrate_integration::{db_error, wait_until, Client, Cluster};
+use pg_migrate_integration::{db_error, kill_worker, wait_until, Client, Cluster};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -175,13 +175,7 @@ fn a_killed_worker_is_resumed_and_the_job_finishes() {
     one::<String>(&mut c, "SELECT migrate.apply('3_idx', 'CREATE INDEX CONCURRENTLY big_note_idx ON big (note);\nCREATE INDEX CONCURRENTLY big_val_idx ON big (val);')");
     let job: i64 = one(&mut c, "SELECT max(job) FROM migrate.jobs");
     let pid = worker_pid(&pg, job);
-    let killed: bool = c.query_one("SELECT pg_terminate_backend($1, 10000)", &[&pid]).unwrap().get(0);
-    assert!(killed);
-    let (state, alive): (String, bool) = c
-        .query_one("SELECT state, worker_alive FROM migrate.jobs WHERE job = $1", &[&job])
-        .map(|r| (r.get(0), r.get(1)))
-        .unwrap();
-    assert_eq!((state.as_str(), alive), ("running", false), "the dead worker is detectable");
+    kill_worker(&mut c, job, pid);
     old.batch_execute("COMMIT").unwrap();
 
     // Without shared_preload_libraries, resume_jobs() (or the next migrate.* call) resumes it.

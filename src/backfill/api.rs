@@ -263,18 +263,9 @@ fn resume_job(job: Option<i64>) -> Result<String> {
 #[search_path(pg_catalog, pg_temp)]
 fn backfill_verify(job: Option<i64>) -> i64 {
     let b = visible_backfill(job).or_raise();
-    let Some(table) = Table::find(pg_sys::Oid::from(b.relation)) else {
-        Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("table {} of backfill job {} no longer exists", b.table_name, b.job))
-            .raise()
-    };
-    let key = match b.walk {
-        Walk::Key => {
-            let (columns, types) = b.keys();
-            Some(Key { columns: columns.to_vec(), types: types.to_vec() })
-        }
-        // Rows move between pages when updated: the whole table is checked.
-        Walk::Ctid => None,
-    };
+    let table = Table::of_job(&b).or_raise();
+    // Without a key (rows move between pages when updated) the whole table is checked.
+    let key = Key::of_job(&b);
     let Some(upper) = b.upper_bound.as_deref() else {
         return 0;
     };
@@ -288,7 +279,7 @@ fn visible_backfill(job: Option<i64>) -> Result<Backfill> {
         Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("job {job} does not exist or belongs to another role"))
             .hint("See SELECT * FROM migrate.progress for the backfills you can see.")
     };
-    let (kind, _, _) = jobs::visible(job).ok_or_else(unknown)?;
+    let kind = jobs::visible_kind(job).ok_or_else(unknown)?;
     if kind != "backfill" {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("job {job} is not a backfill"))
             .hint("Only backfills run in batches that can be paused and resumed; migrate.cancel() stops any job."));

@@ -47,10 +47,7 @@ pub fn run(job: i64, max_rows: Option<i32>) -> Result<Outcome> {
     if !matches!(b.state.as_str(), "queued" | "running") {
         return Ok(Outcome { idle: Some(b.state.clone()), ..Outcome::default() });
     }
-    let table = Table::find(pg_sys::Oid::from(b.relation)).ok_or_else(|| {
-        Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("table {} of backfill job {job} no longer exists", b.table_name))
-            .hint(format!("Cancel the job: SELECT migrate.cancel({job});"))
-    })?;
+    let table = Table::of_job(&b)?;
     let limits = b.settings.limits;
     let mut size = max_rows.map_or(b.pace.batch_size, |m| b.pace.batch_size.min(m.max(1)));
     let retries = limits.lock_retries.max(0) as u32;
@@ -124,10 +121,8 @@ fn one_batch(b: &Backfill, table: &Table, size: i32) -> Step {
         // The table was empty when the job started.
         return Step { updated: 0, scanned: 0, cursor: vec![], finished: true };
     };
-    match b.walk {
-        Walk::Key => {
-            let (columns, types) = b.keys();
-            let key = Key { columns: columns.to_vec(), types: types.to_vec() };
+    match Key::of_job(b) {
+        Some(key) => {
             let (end, scanned) = match walk::batch_end(&key, table, cursor, upper, size) {
                 Some(end) => (end, i64::from(size)),
                 None => (upper.to_vec(), walk::rows_left(&key, table, cursor, upper)),
@@ -136,7 +131,7 @@ fn one_batch(b: &Backfill, table: &Table, size: i32) -> Step {
             let updated = walk::update_keys(&key, table, &set, filter, cursor, &end);
             Step { updated, scanned, cursor: end, finished }
         }
-        Walk::Ctid => {
+        None => {
             let pages: i64 = upper[0].parse().unwrap_or(0);
             let from: i64 = cursor.and_then(|c| c[0].parse().ok()).unwrap_or(0);
             let per_page = b.rows_per_page.max(1.0);

@@ -2,7 +2,9 @@
 //! the table has none. Everything here builds or runs SQL about the table itself; identifiers are
 //! quoted, and cursor values travel as text (`$1::text[]`) cast back to the key's own types.
 
-use crate::catalog::backfills::Target;
+use crate::catalog::backfills::{Backfill, Target, Walk};
+use crate::error::{Failure, Result};
+use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
@@ -30,6 +32,14 @@ impl Table {
 
     /// The table without its inheritance children (they have keys of their own); a partitioned
     /// table with its partitions (they share its key).
+    /// The job's table, or why a batch cannot run on it.
+    pub fn of_job(b: &Backfill) -> Result<Table> {
+        Table::find(pg_sys::Oid::from(b.relation)).ok_or_else(|| {
+            Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("table {} of backfill job {} no longer exists", b.table_name, b.job))
+                .hint(format!("Cancel the job: SELECT migrate.cancel({});", b.job))
+        })
+    }
+
     pub fn target(&self) -> String {
         if self.partitioned {
             self.name.clone()
@@ -68,6 +78,17 @@ impl Key {
         })
         .ok()?;
         (!key.columns.is_empty()).then_some(key)
+    }
+
+    /// The key a job walks by; None for a page walk.
+    pub fn of_job(b: &Backfill) -> Option<Key> {
+        match b.walk {
+            Walk::Key => Some(Key {
+                columns: b.key_columns.clone().unwrap_or_default(),
+                types: b.key_types.clone().unwrap_or_default(),
+            }),
+            Walk::Ctid => None,
+        }
     }
 
     fn quoted(&self) -> Vec<String> {

@@ -90,12 +90,6 @@ pub struct Backfill {
     pub rows_per_second: Option<f64>,
 }
 
-impl Backfill {
-    pub fn keys(&self) -> (&[String], &[String]) {
-        (self.key_columns.as_deref().unwrap_or(&[]), self.key_types.as_deref().unwrap_or(&[]))
-    }
-}
-
 pub fn insert(b: &New) {
     let targets = serde_json::to_value(&b.targets).expect("targets serialise");
     as_extension_owner(|| {
