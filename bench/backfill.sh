@@ -27,11 +27,19 @@
 # REPEAT (default 3), SEEDS_MAX_SECONDS (the seeds' loop stops after this long and reports a
 # partial rate), LAT_ROWS (1000000), LAT_SECONDS (60), LAT_CLIENTS (4), LAT_THREADS (2),
 # LAT_RATE (auto; 0 skips the rate-limited runs), LAT_TUNED_OPTIONS (empty skips that run),
-# AUTOVACUUM (on|off, default on), RESULTS_DIR.
+# AUTOVACUUM (on|off, default on), RESULTS_DIR, SKIP_INSTALL=1 (measure the library already
+# installed instead of running scripts/setup.sh and installing this checkout's build first).
 # The cluster, its data and logs live in a temporary directory removed on exit, also on failure.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO"
+
+# Like the demo: the prerequisites (PostgreSQL 15 with pgbench, cargo-pgrx) and this checkout's
+# build of the extension (cargo pgrx install's default, unoptimised debug profile).
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+    "$REPO/scripts/setup.sh"
+    install_extension
+fi
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
