@@ -10,6 +10,7 @@ mod backfill;
 mod catalog;
 mod ddl;
 mod error;
+mod expand;
 mod gucs;
 mod safety;
 mod version;

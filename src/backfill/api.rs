@@ -34,17 +34,28 @@ fn backfill_start(
 
 fn start(tbl: Option<PgRelation>, assignments: Option<&str>, filter: Option<&str>, options: Option<JsonB>) -> Result<i64> {
     let rel = tbl.ok_or_else(|| null_argument("tbl"))?;
+    start_on(rel.oid(), rel.name(), assignments, filter, options.as_ref().map(|j| &j.0))
+}
+
+/// `migrate.backfill_start` on the table `oid` (named `rel_name` in messages), for pg_migrate's
+/// own operations (expand_column, add_column) as well.
+pub fn start_on(
+    oid: pg_sys::Oid,
+    rel_name: &str,
+    assignments: Option<&str>,
+    filter: Option<&str>,
+    options: Option<&serde_json::Value>,
+) -> Result<i64> {
     let assignments = assignments.filter(|a| !a.trim().is_empty()).ok_or_else(|| {
         null_argument("assignments").hint("Pass what follows SET in an UPDATE, for example 'status = ''active'''.")
     })?;
-    let oid = rel.oid();
     let table = with_pinned_search_path(|| Table::find(oid)).filter(|t| matches!(t.kind.as_str(), "r" | "p")).ok_or_else(|| {
-        Failure::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("\"{}\" is not a table", rel.name()))
+        Failure::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("\"{rel_name}\" is not a table"))
             .hint("A backfill updates the rows of a table or a partitioned table.")
     })?;
     let targets = spec::targets(assignments)?;
     let filter = spec::filter(filter)?;
-    let options = spec::options(options.as_ref().map(|j| &j.0))?;
+    let options = spec::options(options)?;
     let key = with_pinned_search_path(|| Key::of(oid));
     with_pinned_search_path(|| check_columns(oid, &table, &targets, key.as_ref()))?;
     try_on_table(&table, &targets, filter.as_deref())?;

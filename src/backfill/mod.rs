@@ -11,7 +11,7 @@
 //!
 //! Data flows one way: `api` / `worker` → `batch` → `walk` → `catalog::backfills`.
 
-mod api;
+pub mod api;
 mod batch;
 mod spec;
 mod throttle;

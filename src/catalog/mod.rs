@@ -4,6 +4,7 @@
 //! migrations), and holds the only code that reads and writes the catalog tables.
 
 pub mod backfills;
+pub mod changes;
 pub mod history;
 pub mod jobs;
 
@@ -25,7 +26,18 @@ REVOKE EXECUTE ON FUNCTION
     migrate.backfill_start(regclass, text, text, jsonb),
     migrate.backfill_batch(bigint, int),
     migrate.pause(bigint),
-    migrate.resume(bigint)
+    migrate.resume(bigint),
+    migrate.expand_column(regclass, text, text, text, text, text, jsonb),
+    migrate.contract(bigint),
+    migrate.abort(bigint),
+    migrate.add_column(regclass, text, text, text, boolean),
+    migrate.add_check(regclass, text, text),
+    migrate.add_foreign_key(regclass, text[], regclass, text[], text, text),
+    migrate.create_index(regclass, text, text, boolean),
+    migrate.drop_index(regclass),
+    migrate.drop_column(regclass, text),
+    migrate.purge_deprecated(regclass),
+    migrate.add_enum_value(text, text, text, text)
 FROM PUBLIC;
 "#,
     name = "privileges",

@@ -223,3 +223,11 @@ mod tests {
         assert_eq!(schedule(250, 100, 60).1, 2000);
     }
 }
+
+/// Runs one statement pg_migrate generated, in the caller's transaction, politely: a short
+/// lock_timeout and retries, as for a migration's statements. `what` names it in messages.
+pub fn run_generated(what: &str, sql: &str) -> Result<()> {
+    let limits = Limits::from_settings();
+    let site = Site { what: what.to_string(), sql, aftermath: "Nothing was changed: the call's statements were rolled back." };
+    run_politely(&site, &limits, true, |lock_timeout| in_subtransaction(sql, lock_timeout, &limits))
+}

@@ -103,8 +103,13 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
         launch::check_owner_can_log_in(unsafe { pg_sys::GetUserId() })?;
     }
     let started = Instant::now();
+    let applying = super::Applying::enter(version);
     retry::run_script(version, &up_script, now)?;
+    drop(applying);
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Without down SQL, the pg_migrate operations the up SQL called are the way back.
+    let generated = if down.is_none() { crate::catalog::changes::undo_script(version) } else { None };
+    let down = down.or(generated.as_deref());
     let job = if later.is_empty() {
         None
     } else {

@@ -14,10 +14,33 @@ use crate::catalog::jobs::Step;
 use crate::ddl::script::{Script, Statement};
 use crate::error::{Failure, Result};
 use pgrx::PgSqlErrorCode;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 thread_local! {
     static RUNNING: Cell<Option<&'static str>> = const { Cell::new(None) };
+    static APPLYING: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The version whose up SQL is running in this backend: changes made by `migrate.*` operations
+/// inside it are recorded with it, so that its generated down SQL can undo them.
+pub fn applying() -> Option<String> {
+    APPLYING.with(|a| a.borrow().clone())
+}
+
+/// Marks `version` as the one whose up SQL runs until the guard is dropped.
+pub struct Applying;
+
+impl Applying {
+    pub fn enter(version: &str) -> Applying {
+        APPLYING.with(|a| *a.borrow_mut() = Some(version.to_string()));
+        Applying
+    }
+}
+
+impl Drop for Applying {
+    fn drop(&mut self) {
+        APPLYING.with(|a| *a.borrow_mut() = None);
+    }
 }
 
 /// Marks that a pg_migrate call is running migration SQL in this backend. A migration's own SQL

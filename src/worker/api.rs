@@ -54,7 +54,7 @@ fn cancel(job: Option<i64>) -> String {
     cancel_job(job).or_raise()
 }
 
-fn cancel_job(job: Option<i64>) -> Result<String> {
+pub fn cancel_job(job: Option<i64>) -> Result<String> {
     let job = job.ok_or_else(|| Failure::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "job must not be NULL"))?;
     let visible = Spi::get_two_with_args::<String, bool>(
         "SELECT state, worker_alive FROM migrate.jobs WHERE job = $1",

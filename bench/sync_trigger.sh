@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# Cost of pg_migrate's generated sync trigger on writes, on a scratch PostgreSQL 15 cluster (see
+# bench/README.md, "Sync trigger cost").
+#
+# Three identical tables of ROWS rows (default 200000)
+#     CREATE TABLE t_... (id bigint PRIMARY KEY, amount numeric, note text)
+# are built, then:
+#   t_without    nothing: the baseline;
+#   t_with_up    SELECT migrate.expand_column('t_with_up', 'amount', new_name => 'amount_int',
+#                    new_type => 'integer', up => 'round(amount)::int', backfill => '{"sleep_ms": 0}')
+#   t_with_cast  SELECT migrate.expand_column('t_with_cast', 'amount', new_type => 'integer',
+#                    backfill => '{"sleep_ms": 0}')   (the default casts, new column amount_new)
+# and the scripts wait for both backfills (CALL migrate.wait(backfill_job)), so that the BEFORE
+# INSERT OR UPDATE trigger zz_migrate_sync_<change> is on the two expanded tables while the changes
+# stay open. The backfill rewrote every row of those two tables once, so t_without gets one
+# UPDATE t_without SET amount = amount as well; then all three are VACUUM ANALYZEd.
+#
+# pgbench custom scripts (one autocommit statement per transaction), on each table:
+#   update  \set id random(1, ROWS)
+#           UPDATE t SET amount = amount + 1 WHERE id = :id;
+#   insert  INSERT INTO t (id, amount, note) VALUES (nextval('t_ins'), round(:v / 100.0, 2), 'inserted');
+#   bulk    UPDATE t SET amount = amount + 1 WHERE id BETWEEN :a AND :a + BULK - 1;
+#           (each client its own 1000-row blocks, so that two clients never wait for each other)
+# pgbench -n -M PROTOCOL -c CLIENTS -j THREADS -T DURATION. REPEAT rounds; in each round, for each
+# script, the three tables in a rotated order (without up cast, up cast without, cast without up).
+# Every run starts after a CHECKPOINT; after it, the trigger's result is checked on the expanded
+# tables (rows where the new column differs from up(amount): must be 0), the rows an insert run
+# added are deleted, and the table is VACUUM ANALYZEd. An untimed warm-up of every script on every
+# table comes first. The table reports the median TPS and the ratio with/without (target >= 0.75).
+#
+# Environment: ROWS (200000), REPEAT (3), DURATION (15 s), WARMUP (3 s; 0 skips), CLIENTS (2),
+# THREADS (2), PROTOCOL (simple|extended|prepared, default simple), BULK (1000),
+# SCRIPTS ("update insert bulk"), AUTOVACUUM (off: the script vacuums after every run), QUICK=1
+# (1 round of 5 s runs, 1 s warm-up: about a minute), RESULTS_DIR, SKIP_INSTALL=1 (measure the
+# library already installed instead of running scripts/setup.sh and installing this checkout's
+# build first). The cluster, its data and logs live in a temporary directory removed on exit, also
+# on failure.
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+cd "$REPO"
+
+# Like the demo: the prerequisites (PostgreSQL 15 with pgbench, cargo-pgrx) and this checkout's
+# build of the extension (cargo pgrx install's default, unoptimised debug profile).
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+    "$REPO/scripts/setup.sh"
+    install_extension
+fi
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+    REPEAT=${REPEAT:-1}
+    DURATION=${DURATION:-5}
+    WARMUP=${WARMUP:-1}
+else
+    REPEAT=${REPEAT:-3}
+    DURATION=${DURATION:-15}
+    WARMUP=${WARMUP:-3}
+fi
+ROWS=${ROWS:-200000}
+CLIENTS=${CLIENTS:-2}
+THREADS=${THREADS:-2}
+PROTOCOL=${PROTOCOL:-simple}
+BULK=${BULK:-1000}
+SCRIPTS=${SCRIPTS:-"update insert bulk"}
+AUTOVACUUM=${AUTOVACUUM:-off}
+TARGET=0.75
+PGROLL_SLOWDOWN=4.2
+RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
+RESULTS=$RESULTS_DIR/sync_trigger-$(date +%Y%m%d-%H%M%S).txt
+
+VARIANTS=(without up cast)
+declare -A TABLE=([without]=t_without [up]=t_with_up [cast]=t_with_cast)
+declare -A NEWCOL=([up]=amount_int [cast]=amount_new)
+declare -A UPEXPR=([up]='round(amount)::int' [cast]='amount::integer')
+declare -A VNAME=([without]="without trigger" [up]="with trigger, up => round(amount)::int"
+                  [cast]="with trigger, default cast")
+declare -A SNAME=([update]="update 1 row" [insert]="insert 1 row" [bulk]="bulk update $BULK rows")
+
+# The installed library. A reinstall (cargo pgrx install rewrites the file in place) crashes the
+# backends that have it loaded, so the cluster loads a copy taken at the start: the control file's
+# module_pathname is 'pg_migrate', found through dynamic_library_path, which lists the copy's
+# directory first.
+SO=$("$PG_CONFIG" --pkglibdir)/pg_migrate.so
+SO_STAMP=
+so_replaced() {
+    local now
+    now=$(stat -c '%y' "$SO" 2>/dev/null | cut -d. -f1)
+    if [ "$now" != "$SO_STAMP" ]; then echo "note: the installed $SO was replaced during the run (it was from $SO_STAMP, it is now from $now); this run used the copy taken at the start"; fi
+}
+# snapshot_library: copies the installed library to $WORK/lib (a new file, renamed into place).
+snapshot_library() {
+    mkdir -p "$WORK/lib"
+    for _ in 1 2 3 4 5 6; do
+        SO_STAMP=$(stat -c '%y' "$SO" | cut -d. -f1)
+        cp "$SO" "$WORK/lib/pg_migrate.so.new"
+        if cmp -s "$SO" "$WORK/lib/pg_migrate.so.new" && [ "$(stat -c '%y' "$SO" | cut -d. -f1)" = "$SO_STAMP" ]; then
+            mv -f "$WORK/lib/pg_migrate.so.new" "$WORK/lib/pg_migrate.so"
+            return
+        fi
+        sleep 5
+    done
+    echo "could not copy $SO: it keeps changing" >&2
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+scratch_dir sync
+BG_PIDS=()
+
+cleanup() {
+    local rc=$?
+    set +e
+    cd /
+    for pid in "${BG_PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
+    done
+    if [ "$rc" != 0 ]; then so_replaced >&2; fi
+    if [ "$rc" != 0 ] && [ -f "$WORK/server.log" ]; then
+        cp "$WORK/server.log" "${RESULTS%.txt}-server.log"
+        echo "the server log is kept in ${RESULTS%.txt}-server.log" >&2
+    fi
+    stop_scratch_cluster
+    if [ "$rc" != 0 ]; then echo "benchmark failed (exit code $rc); the scratch cluster was stopped and removed" >&2; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$RESULTS_DIR"
+: >"$RESULTS"
+# What is worth keeping goes to stdout and to the results file; detail() only to the file.
+log() { printf '%s\n' "$*" | tee -a "$RESULTS"; }
+detail() { printf '%s\n' "$*" >>"$RESULTS"; }
+detail_file() { sed 's/^/    /' "$1" >>"$RESULTS"; }
+section() { say "$*"; printf '\n== %s\n' "$*" >>"$RESULTS"; }
+fail() { log "ERROR: $*"; exit 1; }
+
+say "starting a scratch PostgreSQL $PG_MAJOR cluster (data in $WORK)"
+start_scratch_cluster
+snapshot_library
+export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres PGDATABASE=bench PGAPPNAME=pg_migrate_bench
+unset PGSERVICE PGPASSWORD PGOPTIONS
+
+# psql: no psqlrc, stop at the first error, unaligned tuples only.
+q() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -tA "$@"; }
+
+# Same settings as bench/backfill.sh (fsync = off from scripts/lib.sh is kept: CPU-bound runs),
+# except autovacuum, off by default: each run is followed by a VACUUM ANALYZE of its table, and
+# an autovacuum that lands in some runs and not in others would only add noise.
+q -d postgres <<SQL
+ALTER SYSTEM SET shared_buffers = '1GB';
+ALTER SYSTEM SET max_wal_size = '20GB';
+ALTER SYSTEM SET min_wal_size = '8GB';
+ALTER SYSTEM SET checkpoint_timeout = '1h';
+ALTER SYSTEM SET maintenance_work_mem = '512MB';
+ALTER SYSTEM SET synchronous_commit = 'on';
+ALTER SYSTEM SET autovacuum = '$AUTOVACUUM';
+ALTER SYSTEM SET log_checkpoints = 'on';
+ALTER SYSTEM SET dynamic_library_path = '$WORK/lib:\$libdir';
+SQL
+as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 restart >/dev/null ||
+    { cat "$WORK/server.log" >&2; exit 1; }
+q -d postgres -c 'CREATE DATABASE bench'
+q -c 'CREATE EXTENSION pg_migrate'
+# The extension's SQL script must match the copy: taken again if a reinstall came in between.
+if [ -n "$(so_replaced)" ]; then
+    q -c 'DROP EXTENSION pg_migrate'
+    snapshot_library
+    q -c 'CREATE EXTENSION pg_migrate'
+fi
+if [ "$(q -c "SELECT count(*) FROM pg_proc WHERE proname = 'expand_column' AND pronamespace = 'migrate'::regnamespace")" = 0 ]; then
+    fail "the installed pg_migrate ($SO) has no migrate.expand_column(): install a build with the expand/contract API"
+fi
+
+now() { date +%s.%N; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+fmt0() { awk -v x="$1" 'BEGIN { if (x == "n/a" || x == "") print "n/a"; else printf "%.0f", x }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "n/a" && a != "") printf "%.2f", a / b; else print "n/a" }'; }
+median() { printf '%s\n' "$@" | { grep -v '^n/a$' || true; } | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+wal_lsn() { q -c 'SELECT pg_current_wal_lsn()'; }
+wal_mb() { q -c "SELECT round(pg_wal_lsn_diff('$2', '$1') / 1048576.0, 1)"; }
+
+section "machine and settings"
+log "date:        $(date -u '+%Y-%m-%d %H:%M UTC')"
+log "cpus:        $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
+log "memory:      $(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo)"
+log "postgres:    $(q -c 'SELECT version()')"
+log "pgbench:     $("$PG_BIN/pgbench" --version)"
+log "pg_migrate:  $(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_migrate'"), a copy of $SO from $SO_STAMP UTC (md5 $(md5sum "$WORK/lib/pg_migrate.so" | cut -c1-12)); repository HEAD then: $(git -C "$REPO" log -1 --format='%h %cd' --date=format:'%Y-%m-%d %H:%M' 2>/dev/null || echo '?')"
+log "loaded from: $(q -c "SELECT current_setting('dynamic_library_path')")"
+log "settings:    $(q -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings
+                            WHERE name IN ('shared_buffers', 'max_wal_size', 'min_wal_size', 'checkpoint_timeout', 'fsync',
+                                           'synchronous_commit', 'full_page_writes', 'wal_level', 'autovacuum', 'jit', 'work_mem')")"
+log "run:         ROWS=$ROWS REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP CLIENTS=$CLIENTS THREADS=$THREADS PROTOCOL=$PROTOCOL BULK=$BULK SCRIPTS='$SCRIPTS'"
+
+# ---------------------------------------------------------------------------------------------
+section "tables: $ROWS rows each; expand_column on t_with_up and t_with_cast"
+t0=$(now)
+q <<SQL
+SET client_min_messages = warning;
+CREATE TABLE t_without (id bigint PRIMARY KEY, amount numeric, note text);
+INSERT INTO t_without SELECT g, round((g % 100000) / 100.0, 2), md5(g::text) FROM generate_series(1, $ROWS) AS g;
+CREATE TABLE t_with_up (LIKE t_without INCLUDING ALL);
+INSERT INTO t_with_up SELECT * FROM t_without ORDER BY id;
+CREATE TABLE t_with_cast (LIKE t_without INCLUDING ALL);
+INSERT INTO t_with_cast SELECT * FROM t_without ORDER BY id;
+CREATE SEQUENCE t_without_ins START $((ROWS + 1));
+CREATE SEQUENCE t_with_up_ins START $((ROWS + 1));
+CREATE SEQUENCE t_with_cast_ins START $((ROWS + 1));
+VACUUM ANALYZE t_without, t_with_up, t_with_cast;
+SQL
+log "built in $(sub "$t0" "$(now)") s"
+
+declare -A CHANGE JOB
+expand() {
+    local v=$1 sql=$2 t0 out
+    t0=$(now)
+    out=$WORK/expand-$v.log
+    CHANGE[$v]=$(q -c "$sql" 2>"$out") || { log "$sql failed:"; log "$(cat "$out")"; exit 1; }
+    JOB[$v]=$(q -c "SELECT backfill_job FROM migrate.all_changes WHERE change = ${CHANGE[$v]}")
+    [ -n "${JOB[$v]}" ] || fail "change ${CHANGE[$v]} has no backfill_job in migrate.all_changes"
+    q -c "CALL migrate.wait(${JOB[$v]})" >>"$out" 2>&1 || { log "CALL migrate.wait(${JOB[$v]}) failed:"; log "$(cat "$out")"; exit 1; }
+    log "$sql"
+    log "  -> change ${CHANGE[$v]}, backfill job ${JOB[$v]}: expand + backfill + wait took $(sub "$t0" "$(now)") s; job: $(q -c "SELECT format('state %s, queued->finished %s s', state, round(extract(epoch FROM finished_at - created_at), 3)) FROM migrate.jobs WHERE job = ${JOB[$v]}")"
+    detail "  output (notices, migrate.wait progress):"
+    detail_file "$out"
+}
+expand up   "SELECT migrate.expand_column('t_with_up', 'amount', new_name => 'amount_int', new_type => 'integer', up => 'round(amount)::int', backfill => '{\"sleep_ms\": 0}')"
+expand cast "SELECT migrate.expand_column('t_with_cast', 'amount', new_type => 'integer', backfill => '{\"sleep_ms\": 0}')"
+
+# The new columns and the triggers must be there, and the backfill must have filled every row.
+for v in up cast; do
+    t=${TABLE[$v]} c=${NEWCOL[$v]}
+    [ "$(q -c "SELECT count(*) FROM pg_attribute WHERE attrelid = '$t'::regclass AND attname = '$c' AND NOT attisdropped")" = 1 ] ||
+        fail "$t has no column $c after expand_column: columns are $(q -c "SELECT string_agg(attname, ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = '$t'::regclass AND attnum > 0 AND NOT attisdropped")"
+    trg=$(q -c "SELECT string_agg(pg_get_triggerdef(oid), '; ') FROM pg_trigger WHERE tgrelid = '$t'::regclass AND NOT tgisinternal")
+    [ -n "$trg" ] || fail "$t has no trigger after expand_column"
+    log "$t triggers: $trg"
+    log "$t trigger function: $(q -c "SELECT string_agg(format('%s, language %s, volatility %s, %s bytes of source', p.oid::regprocedure, l.lanname, p.provolatile, length(p.prosrc)), '; ')
+                                        FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid JOIN pg_language l ON l.oid = p.prolang
+                                       WHERE g.tgrelid = '$t'::regclass AND NOT g.tgisinternal")"
+    detail "  its definition:"
+    q -c "SELECT pg_get_functiondef(g.tgfoid) FROM pg_trigger g WHERE g.tgrelid = '$t'::regclass AND NOT g.tgisinternal" >"$WORK/fn-$v.sql"
+    detail_file "$WORK/fn-$v.sql"
+    bad=$(q -c "SELECT count(*) FROM $t WHERE $c IS DISTINCT FROM ${UPEXPR[$v]}")
+    [ "$bad" = 0 ] || fail "after the backfill, $bad rows of $t have $c IS DISTINCT FROM ${UPEXPR[$v]}"
+done
+log "migrate.changes:"
+q -F ' | ' -c "SELECT * FROM migrate.changes ORDER BY 1" >"$WORK/changes"
+sed 's/^/    /' "$WORK/changes" | tee -a "$RESULTS"
+
+# The backfill rewrote every row of the expanded tables once: the baseline gets the same.
+q <<SQL
+UPDATE t_without SET amount = amount;
+VACUUM ANALYZE t_without, t_with_up, t_with_cast;
+CHECKPOINT;
+SQL
+sizes() {
+    q -c "SELECT string_agg(format('%s ~%s rows, heap %s, pk %s', c.relname, c.reltuples::bigint,
+                                   pg_size_pretty(pg_relation_size(c.oid)), pg_size_pretty(pg_relation_size(i.indexrelid))), '; ' ORDER BY c.relname)
+            FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+           WHERE c.relname IN ('t_without', 't_with_up', 't_with_cast')"
+}
+log "sizes after UPDATE t_without SET amount = amount and VACUUM ANALYZE: $(sizes)"
+
+# ---------------------------------------------------------------------------------------------
+# The pgbench scripts, one per script and table.
+NB=$(( ROWS / BULK / CLIENTS ))
+[ "$NB" -ge 1 ] || fail "ROWS=$ROWS is too small for BULK=$BULK and CLIENTS=$CLIENTS"
+for v in "${VARIANTS[@]}"; do
+    t=${TABLE[$v]}
+    cat >"$WORK/update-$v.sql" <<EOF
+\set id random(1, $ROWS)
+UPDATE $t SET amount = amount + 1 WHERE id = :id;
+EOF
+    cat >"$WORK/insert-$v.sql" <<EOF
+\set v random(1, 10000000)
+INSERT INTO $t (id, amount, note) VALUES (nextval('${t}_ins'), round(:v / 100.0, 2), 'inserted');
+EOF
+    # Client c updates the blocks b * CLIENTS + c: the clients' rows never overlap.
+    cat >"$WORK/bulk-$v.sql" <<EOF
+\set b random(0, $(( NB - 1 )))
+\set a (:b * $CLIENTS + :client_id) * $BULK + 1
+UPDATE $t SET amount = amount + 1 WHERE id BETWEEN :a AND :a + $(( BULK - 1 ));
+EOF
+done
+detail "pgbench scripts (shown for $(printf '%s' "${TABLE[without]}"); the same on the other tables):"
+for s in $SCRIPTS; do detail "  $s:"; detail_file "$WORK/$s-without.sql"; done
+
+pgbench_tps() { sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$1"; }
+pgbench_lat() { sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$1"; }
+pgbench_failed() { sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$1"; }
+
+declare -A TPS LAT WALMB RATIO
+PROBLEMS=()
+mkdir -p "$WORK/runs"
+
+# run_one SCRIPT VARIANT ROUND: a CHECKPOINT, pgbench for DURATION (WARMUP when ROUND is w), the
+# trigger's result checked, the inserted rows deleted, VACUUM ANALYZE.
+run_one() {
+    local s=$1 v=$2 r=$3 t=${TABLE[$2]} out=$WORK/runs/$1-$2-$3.out rc=0 secs=$DURATION w0 w1 tps lat failed bad=
+    [ "$r" = w ] && secs=$WARMUP
+    q -c CHECKPOINT
+    w0=$(wal_lsn)
+    PGAPPNAME=pgbench_sync "$PG_BIN/pgbench" -n -M "$PROTOCOL" -f "$WORK/$s-$v.sql" -c "$CLIENTS" -j "$THREADS" \
+        -T "$secs" >"$out" 2>&1 || rc=$?
+    w1=$(wal_lsn)
+    tps=$(pgbench_tps "$out"); lat=$(pgbench_lat "$out"); failed=$(pgbench_failed "$out")
+    if [ -n "${NEWCOL[$v]:-}" ]; then
+        bad=$(q -c "SELECT count(*) FROM $t WHERE ${NEWCOL[$v]} IS DISTINCT FROM ${UPEXPR[$v]}")
+    fi
+    if [ "$s" = insert ]; then q -c "DELETE FROM $t WHERE id > $ROWS"; fi
+    q -c "VACUUM ANALYZE $t"
+    if [ "$rc" != 0 ] || [ -z "$tps" ] || [ "${failed:-0}" != 0 ] || { [ -n "$bad" ] && [ "$bad" != 0 ]; }; then
+        PROBLEMS+=("$s on $t, round $r: pgbench exit code $rc, failed transactions ${failed:-?}, rows with ${NEWCOL[$v]:-the new column} <> up(amount): ${bad:-n/a}; first errors: $(grep -m3 -iE 'error|abort' "$out" | tr '\n' ' ')")
+        tps=n/a
+    fi
+    if [ "$r" = w ]; then
+        log "warm-up  $(printf '%-24s %-12s' "${SNAME[$s]}" "$t") $secs s: tps ${tps:-n/a}"
+        return
+    fi
+    TPS[$s,$v,$r]=${tps:-n/a}; LAT[$s,$v,$r]=${lat:-n/a}; WALMB[$s,$v,$r]=$(wal_mb "$w0" "$w1")
+    log "round $r  $(printf '%-24s %-12s' "${SNAME[$s]}" "$t") tps ${TPS[$s,$v,$r]}, latency avg ${LAT[$s,$v,$r]} ms, WAL ${WALMB[$s,$v,$r]} MB, failed ${failed:-?}, exit $rc${bad:+, rows with ${NEWCOL[$v]} <> up(amount): $bad}"
+    detail_file "$out"
+}
+
+if [ "$WARMUP" != 0 ]; then
+    section "warm-up (not counted): every script on every table, $WARMUP s each"
+    for s in $SCRIPTS; do for v in "${VARIANTS[@]}"; do run_one "$s" "$v" w; done; done
+fi
+
+t_runs=$(now)
+nv=${#VARIANTS[@]}
+for r in $(seq 1 "$REPEAT"); do
+    section "round $r of $REPEAT: pgbench -n -M $PROTOCOL -c $CLIENTS -j $THREADS -T $DURATION"
+    for s in $SCRIPTS; do
+        # Round r runs the tables in a rotated order: without up cast, up cast without, ...
+        for k in $(seq 0 $(( nv - 1 ))); do
+            run_one "$s" "${VARIANTS[$(( (r - 1 + k) % nv ))]}" "$r"
+        done
+    done
+done
+log "timed rounds took $(sub "$t_runs" "$(now)") s; sizes at the end: $(sizes)"
+
+log "server log lines about pg_migrate, errors and checkpoints:"
+grep -E 'pg_migrate|ERROR|FATAL|PANIC|terminated by signal|checkpoint starting: (wal|time)' "$WORK/server.log" | grep -v 'checkpoint starting: immediate' |
+    sed 's/^/    /' | tee -a "$RESULTS" >/dev/null || true
+echo "    (written to $RESULTS)"
+
+# ---------------------------------------------------------------------------------------------
+section "summary"
+{
+    echo "TPS, median of $REPEAT round(s) of pgbench -n -M $PROTOCOL -c $CLIENTS -j $THREADS -T $DURATION on $ROWS-row tables; each round's TPS in brackets."
+    echo "ratio = TPS with trigger / TPS without (median); in brackets the same ratio within each round."
+    printf '%-22s | %-32s | %-32s | %-22s | %-32s | %-22s\n' script "without trigger" "with trigger, up expr" "ratio up" "with trigger, default cast" "ratio cast"
+    printf '%s\n' "-----------------------+----------------------------------+----------------------------------+------------------------+----------------------------------+-----------------------"
+    for s in $SCRIPTS; do
+        cells=()
+        for v in "${VARIANTS[@]}"; do
+            vals=(); for r in $(seq 1 "$REPEAT"); do vals+=("${TPS[$s,$v,$r]}"); done
+            TPS[$s,$v]=$(median "${vals[@]}")
+            cells+=("$(fmt0 "${TPS[$s,$v]}") [$(for x in "${vals[@]}"; do printf '%s/' "$(fmt0 "$x")"; done | sed 's:/$::')]")
+        done
+        for v in up cast; do
+            RATIO[$s,$v]=$(ratio "${TPS[$s,$v]}" "${TPS[$s,without]}")
+            per=$(for r in $(seq 1 "$REPEAT"); do printf '%s/' "$(ratio "${TPS[$s,$v,$r]}" "${TPS[$s,without,$r]}")"; done | sed 's:/$::')
+            cells+=("${RATIO[$s,$v]} [$per]")
+        done
+        printf '%-22s | %-32s | %-32s | %-22s | %-32s | %-22s\n' "${SNAME[$s]}" "${cells[0]}" "${cells[1]}" "${cells[3]}" "${cells[2]}" "${cells[4]}"
+    done
+    echo
+    echo "Latency average (ms, median) and WAL per run (MB, median):"
+    for s in $SCRIPTS; do
+        line="  $(printf '%-22s' "${SNAME[$s]}")"
+        for v in "${VARIANTS[@]}"; do
+            ls_=(); ws=(); for r in $(seq 1 "$REPEAT"); do ls_+=("${LAT[$s,$v,$r]}"); ws+=("${WALMB[$s,$v,$r]}"); done
+            line+=" | ${TABLE[$v]}: $(median "${ls_[@]}") ms, $(median "${ws[@]}") MB"
+        done
+        echo "$line"
+    done
+    if [[ " $SCRIPTS " == *" bulk "* ]]; then
+        echo
+        for v in up cast; do
+            echo "bulk update, ${VNAME[$v]}: $(awk -v w="${TPS[bulk,without]}" -v x="${TPS[bulk,$v]}" -v b="$BULK" 'BEGIN { if (x != "n/a" && w != "n/a" && x > 0) printf "%.0f rows/s vs %.0f rows/s without: %.2fx slowdown", x * b, w * b, w / x; else print "n/a" }') (pgroll publishes a ${PGROLL_SLOWDOWN}x slowdown on bulk updates)"
+        done
+    fi
+    echo
+    echo "Target ratio >= $TARGET:$(for s in $SCRIPTS; do for v in up cast; do x=${RATIO[$s,$v]}; printf ' %s/%s %s %s;' "$s" "$v" "$x" "$(awk -v x="$x" -v t="$TARGET" 'BEGIN { print (x != "n/a" && x >= t) ? "met" : "MISSED" }')"; done; done)"
+    if [ "${#PROBLEMS[@]}" = 0 ]; then
+        echo "Problems: none (every pgbench run exited 0 with 0 failed transactions; after every run, 0 rows of the expanded tables had new column <> up(amount))"
+    else
+        echo "Problems:"
+        for p in "${PROBLEMS[@]}"; do echo "  $p"; done
+    fi
+    so_replaced
+} | tee -a "$RESULTS"
+echo
+echo "results written to $RESULTS"

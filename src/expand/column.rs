@@ -1,0 +1,158 @@
+//! `expand_column`: a rename, a type change or both, as an expand now and a contract later.
+//!
+//! The expand adds the new column (nullable, no default: no table rewrite), installs the sync
+//! trigger and starts a backfill of the rows that exist. The old column's default moves into the
+//! trigger while the change is open: with a default on the old column, an INSERT that sets only
+//! the new column would arrive with both set, and the trigger could not tell which one the
+//! application wrote. Abort puts it back; contract puts it on the new column.
+
+use super::facts::{Column, Table};
+use super::rewrite::quote;
+use super::spec::ExpandSpec;
+use super::trigger::{self, Sync};
+use crate::catalog::changes::{self, New};
+use crate::ddl::retry::run_generated;
+use crate::ddl::session::with_pinned_search_path;
+use crate::ddl::subxact;
+use crate::error::{notice, Failure, Result};
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+pub struct Request<'a> {
+    pub table: pg_sys::Oid,
+    pub column: &'a str,
+    pub new_name: Option<&'a str>,
+    pub new_type: Option<&'a str>,
+    pub up: Option<&'a str>,
+    pub down: Option<&'a str>,
+    pub backfill: Option<&'a serde_json::Value>,
+}
+
+pub fn expand(r: &Request) -> Result<i64> {
+    let (table, old) = with_pinned_search_path(|| -> Result<(Table, Column)> {
+        let table = Table::of(r.table)?;
+        let old = table.column(r.column)?;
+        Ok((table, old))
+    })?;
+    old.refuse_computed(&table, "expand_column cannot sync it")?;
+    super::refuse_second_change(&table)?;
+    if r.new_name.is_none() && r.new_type.is_none() {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "expand_column needs new_name, new_type or both")
+            .hint("Pass new_name => 'new name' to rename the column, new_type => 'bigint' to change its type."));
+    }
+    let new_type = match r.new_type {
+        Some(t) => super::spec::type_name(t)?,
+        None => old.type_sql.clone(),
+    };
+    // A type change alone still needs a second column while both versions run; it takes the
+    // old column's name at contract.
+    let new = r.new_name.map(str::to_string).unwrap_or_else(|| format!("{}_new", r.column));
+    if new == r.column {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("new_name is the column's current name {}", quote(&new)))
+            .hint("Pass a different new_name, or leave it NULL to change only the type."));
+    }
+    if with_pinned_search_path(|| table.has_column(&new)) {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN, format!("column {} of table {} already exists", quote(&new), table.name))
+            .hint("Nothing was changed. Pick another new_name (or drop the leftover column)."));
+    }
+    let same_type = r.new_type.is_none();
+    let up = given_or(r.up, "up", || if same_type { quote(r.column) } else { format!("{}::{new_type}", quote(r.column)) })?;
+    let down = given_or(r.down, "down", || if same_type { quote(&new) } else { format!("{}::{}", quote(&new), old.type_sql) })?;
+
+    // Checked before anything changes: the cast (or the user's up) must work on this table.
+    try_expression(&table, &up, "up", &old, &new_type, r.up.is_none())?;
+
+    let mut add = format!("ALTER TABLE {} ADD COLUMN {} {new_type}", table.name, quote(&new));
+    if old.default.is_some() {
+        add.push_str(&format!(", ALTER COLUMN {} DROP DEFAULT", quote(r.column)));
+    }
+    run_generated(&format!("adding column {} to {}", quote(&new), table.name), &add)?;
+    try_expression(&table, &down, "down", &old, &old.type_sql, r.down.is_none())?;
+
+    let job = crate::backfill::api::start_on(
+        table.oid,
+        &table.name,
+        Some(&format!("{} = (\n{up}\n)", quote(&new))),
+        None,
+        r.backfill,
+    )?;
+    let change = changes::next_id();
+    let (function, trig) = trigger::create(&Sync {
+        change,
+        table: &table,
+        old: r.column,
+        new: &new,
+        up: &up,
+        down: &down,
+        old_default: old.default.as_deref(),
+        backfill_job: job,
+    })?;
+    run_generated("creating the sync trigger's function", &function)?;
+    run_generated(&format!("creating the sync trigger on {}", table.name), &trig)?;
+
+    let spec = ExpandSpec {
+        old_type: old.type_sql.clone(),
+        new_type: new_type.clone(),
+        up: up.clone(),
+        down: down.clone(),
+        old_default: old.default.clone(),
+        not_null: old.not_null,
+        final_name: r.new_name.unwrap_or(r.column).to_string(),
+        contract: None,
+    };
+    changes::insert(change, &New {
+        kind: "expand_column",
+        relation: table.oid,
+        table_name: &table.name,
+        column_name: Some(r.column),
+        new_column: Some(&new),
+        object_name: None,
+        spec: serde_json::to_value(&spec).expect("spec serialises"),
+        phase: "open",
+        backfill_job: Some(job),
+        job: None,
+    });
+    notice(format!(
+        "pg_migrate: change {change}: column {} of {} is kept in step with {} by trigger {}; backfill job {job} fills it. When the backfill is done: SELECT migrate.contract({change}); to undo: SELECT migrate.abort({change})",
+        quote(&new),
+        table.name,
+        quote(r.column),
+        quote(&trigger::trigger_name(change))
+    ));
+    Ok(change)
+}
+
+/// The user's expression, checked to be exactly one expression, or the default one.
+fn given_or(given: Option<&str>, label: &str, default: impl FnOnce() -> String) -> Result<String> {
+    match given.filter(|g| !g.trim().is_empty()) {
+        Some(g) => {
+            super::rewrite::referenced(g, label)?;
+            Ok(g.trim().to_string())
+        }
+        None => Ok(default()),
+    }
+}
+
+/// Evaluates `expr` (cast to `to`) over no rows of the table, as the caller: a missing cast, an
+/// unknown column or function, or a missing privilege shows now.
+fn try_expression(table: &Table, expr: &str, label: &str, old: &Column, to: &str, defaulted: bool) -> Result<()> {
+    let sql = format!("SELECT (\n{expr}\n)::{to} FROM {} WHERE false", table.name);
+    subxact::run(|| {
+        if let Err(e) = Spi::run(&sql) {
+            pgrx::error!("{e}");
+        }
+    })
+    .map(|_| ())
+    .map_err(|c| {
+        let message = if defaulted {
+            format!("column {} of table {} ({}) cannot be converted to {to} by a cast: {}", quote(&old.name), table.name, old.type_sql, c.message)
+        } else {
+            format!("the {label} expression does not work on table {}: {}", table.name, c.message)
+        };
+        Failure::new(c.code, message).detail(format!("Tried: {}", crate::ddl::retry::fragment(&sql))).hint(if defaulted {
+            "Nothing was changed. Pass up => an expression that computes the new value from the old column, and down => one that computes the old value from the new column."
+        } else {
+            "Nothing was changed. up is evaluated over the table's columns and must give a value of the new type; down one of the old type."
+        })
+    })
+}

@@ -1,0 +1,233 @@
+//! `contract`: ends an expand_column or add_column change once its backfill is done.
+//!
+//! Everything slow runs first, beside the traffic, in a job: indexes on the new column are built
+//! concurrently, its constraints added NOT VALID and validated (NOT NULL through a validated
+//! CHECK, so that SET NOT NULL needs no scan). The last step, `finish_contract`, is one short
+//! transaction: drop the trigger, its function and the old column, rename, SET NOT NULL,
+//! SET DEFAULT, attach PRIMARY KEY / UNIQUE constraints to their new indexes, rename the copies.
+
+use super::facts::{self, Table};
+use super::rebuild;
+use super::rewrite::quote;
+use super::spec::{ExpandSpec, Swap};
+use super::trigger;
+use crate::catalog::changes::{self, Change};
+use crate::ddl::retry::run_generated;
+use crate::ddl::session::with_pinned_search_path;
+use crate::error::{notice, Failure, Result};
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+/// What contract will do: the statements, by where they run, and one line each for people.
+pub struct Plan {
+    pub now: Vec<String>,
+    pub job: Vec<String>,
+    pub swap: Swap,
+    pub said: Vec<String>,
+}
+
+pub fn contract(id: i64) -> Result<i64> {
+    let change = super::lock_change(id)?;
+    refuse_ended(&change, "contract")?;
+    if !matches!(change.kind.as_str(), "expand_column" | "add_column") {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("change {id} ({}) has no contract step", change.kind))
+            .hint("Only expand_column and add_column changes are contracted; see SELECT * FROM migrate.changes."));
+    }
+    if change.phase == "contracting" {
+        return resume(&change);
+    }
+    if let Some(job) = change.backfill_job {
+        let state = change.backfill_state.as_deref().unwrap_or("gone");
+        if state != "done" {
+            return Err(Failure::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("change {id} cannot be contracted yet: its backfill job {job} is {state}"),
+            )
+            .detail("Contract drops the old column: every row must have its value in the new one first.")
+            .hint(match state {
+                "paused" | "failed" => format!("Resume it with SELECT migrate.resume({job}), wait with CALL migrate.wait({job}), then contract."),
+                _ => format!("Wait for it with CALL migrate.wait({job}), then contract."),
+            }));
+        }
+    }
+    let table = with_pinned_search_path(|| Table::of(change.relation_oid()))?;
+    let spec = spec_of(&change);
+    verify(&change, &table, &spec)?;
+    let plan = with_pinned_search_path(|| plan(&change, &table, &spec))?;
+    for statement in &plan.now {
+        run_generated(&format!("contract of change {id}"), statement)?;
+    }
+    let mut steps = plan.job.clone();
+    steps.push(format!("SELECT migrate.finish_contract({id})"));
+    let job = super::submit_steps(&format!("contract of change {id}"), &steps)?;
+    let mut spec = spec;
+    spec.contract = Some(plan.swap);
+    changes::set_spec(id, &serde_json::to_value(&spec).expect("spec serialises"));
+    changes::set_phase(id, "contracting", Some(job));
+    notice(format!(
+        "pg_migrate: contracting change {id} in background job {job} after this transaction commits: {}; follow it with CALL migrate.wait({job})",
+        plan.said.join("; ")
+    ));
+    Ok(job)
+}
+
+/// A contract job that failed or was cancelled goes on from the step it stopped at.
+fn resume(change: &Change) -> Result<i64> {
+    let job = change.job.expect("a contracting change has its job");
+    match change.job_state.as_deref() {
+        Some("failed" | "cancelled") => {
+            crate::worker::resubmit(job)?;
+            notice(format!("pg_migrate: resuming the contract of change {} in job {job}; follow it with CALL migrate.wait({job})", change.change));
+        }
+        state => notice(format!(
+            "pg_migrate: change {} is already being contracted by job {job} ({}); follow it with CALL migrate.wait({job})",
+            change.change,
+            state.unwrap_or("gone")
+        )),
+    }
+    Ok(job)
+}
+
+pub fn refuse_ended(change: &Change, doing: &str) -> Result<()> {
+    let why = match change.phase.as_str() {
+        "contracted" => "it has already been contracted",
+        "aborted" => "it was aborted",
+        "done" => "its work is complete",
+        _ => return Ok(()),
+    };
+    Err(Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("cannot {doing} change {}: {why}", change.change))
+        .hint("See SELECT * FROM migrate.changes for the open changes."))
+}
+
+pub fn spec_of(change: &Change) -> ExpandSpec {
+    serde_json::from_value(change.spec.clone()).unwrap_or_default()
+}
+
+/// The last check before the old column goes: every row that up() gives a value has one in
+/// the new column. A scan of the table, as the caller, beside the traffic.
+fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
+    let column = quote(change.new_column.as_deref().or(change.column_name.as_deref()).unwrap_or_default());
+    let missing_when = if change.kind == "expand_column" {
+        format!("{column} IS NULL AND (\n{}\n) IS NOT NULL", spec.up)
+    } else if spec.not_null {
+        format!("{column} IS NULL")
+    } else {
+        return Ok(());
+    };
+    let missing = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {} WHERE {missing_when}", table.name))
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    if missing == 0 {
+        return Ok(());
+    }
+    Err(Failure::new(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("change {} cannot be contracted: {missing} rows of {} have no value in {column}", change.change, table.name),
+    )
+    .detail(format!("Rows where {}.", missing_when.replace('\n', " ")))
+    .hint(format!(
+        "Fill them with another backfill pass: SELECT migrate.backfill_start('{}', '{column} = ({})', '{}'), then contract again.",
+        table.name.replace('\'', "''"),
+        spec.up.replace('\'', "''").replace('\n', " "),
+        missing_when.replace('\'', "''").replace('\n', " ")
+    )))
+}
+
+/// The statements of the contract of `change`, in order. Read-only: contract_plan shows it.
+pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
+    let id = change.change;
+    let mut plan = Plan { now: vec![], job: vec![], swap: Swap::default(), said: vec![] };
+    let column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
+    let mut last = Vec::new();
+    if change.kind == "expand_column" {
+        let old_name = change.column_name.clone().unwrap_or_default();
+        let old = table.column(&old_name)?;
+        table.column(&column)?;
+        facts::refuse_dependent_views(table, &old, &format!("contract change {id}"))?;
+        let copies = rebuild::copies(id, table, &old, &column)?;
+        plan.now.extend(copies.add);
+        plan.job.extend(copies.build);
+        plan.said.extend(copies.said);
+        plan.swap.indexes = copies.indexes;
+        plan.swap.constraints = copies.constraints;
+        last.push(format!("drop the sync trigger and column {}", quote(&old_name)));
+        if spec.final_name != column {
+            last.push(format!("rename {} to {}", quote(&column), quote(&spec.final_name)));
+        }
+    }
+    if spec.not_null {
+        let check = format!("migrate_{id}_not_null");
+        plan.now.push(format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
+            table.name,
+            quote(&check),
+            quote(&column)
+        ));
+        plan.job.push(format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", table.name, quote(&check)));
+        plan.said.push(format!("validate that {} has no NULLs", quote(&column)));
+        last.push("SET NOT NULL (no scan: the validated check proves it)".to_string());
+        plan.swap.not_null_check = Some(check);
+    }
+    if change.kind == "expand_column" {
+        if let Some(d) = &spec.old_default {
+            last.push(format!("SET DEFAULT {d}"));
+            plan.swap.default = Some(d.clone());
+        }
+        if !plan.swap.indexes.is_empty() || !plan.swap.constraints.is_empty() {
+            last.push("give the new indexes and constraints their old names".to_string());
+        }
+    }
+    if !last.is_empty() {
+        plan.said.push(format!("then in one short transaction: {}", last.join(", ")));
+    }
+    Ok(plan)
+}
+
+/// The contract job's last step. Runs in the worker with its lock_timeout and retries.
+pub fn finish(id: i64) -> Result<()> {
+    let change = super::lock_change(id)?;
+    if change.phase != "contracting" {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("change {id} is {}, not being contracted", change.phase))
+            .hint("finish_contract is the last step of a contract job; use SELECT migrate.contract(change)."));
+    }
+    let table = with_pinned_search_path(|| Table::of(change.relation_oid()))?;
+    let spec = spec_of(&change);
+    let swap = spec.contract.clone().unwrap_or_default();
+    let mut column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
+    let mut statements = Vec::new();
+    if change.kind == "expand_column" {
+        statements.push(trigger::drop_sql(&table, id));
+        statements.push(format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(change.column_name.as_deref().unwrap_or_default())));
+        if spec.final_name != column {
+            statements.push(format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(&column), quote(&spec.final_name)));
+            column = spec.final_name.clone();
+        }
+    }
+    let mut alter = Vec::new();
+    if let Some(check) = &swap.not_null_check {
+        alter.push(format!("ALTER COLUMN {} SET NOT NULL", quote(&column)));
+        alter.push(format!("DROP CONSTRAINT {}", quote(check)));
+    }
+    if let Some(d) = &swap.default {
+        alter.push(format!("ALTER COLUMN {} SET DEFAULT {d}", quote(&column)));
+    }
+    if !alter.is_empty() {
+        statements.push(format!("ALTER TABLE {} {}", table.name, alter.join(", ")));
+    }
+    for index in &swap.indexes {
+        statements.push(match &index.constraint {
+            Some(kind) => format!("ALTER TABLE {} ADD CONSTRAINT {} {kind} USING INDEX {}", table.name, quote(&index.name), quote(&index.temporary)),
+            None => format!("ALTER INDEX {}.{} RENAME TO {}", quote(&table.schema), quote(&index.temporary), quote(&index.name)),
+        });
+    }
+    for c in &swap.constraints {
+        statements.push(format!("ALTER TABLE {} RENAME CONSTRAINT {} TO {}", table.name, quote(&c.temporary), quote(&c.name)));
+    }
+    for statement in &statements {
+        Spi::run(statement).map_err(|e| Failure::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
+    }
+    changes::set_phase(id, "contracted", None);
+    notice(format!("pg_migrate: change {id} is contracted: {} of {} is the only column now", quote(&column), table.name));
+    Ok(())
+}

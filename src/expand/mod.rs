@@ -1,0 +1,63 @@
+//! Expand/contract changes: each of the seeds' multi-step recipes (rename or retype a column,
+//! add a NOT NULL column, add an index or a constraint, drop a column, add an enum value) as one
+//! call that does the safe part now, the slow part in a worker and the final swap later, and can
+//! be undone until then. `api` has the SQL functions; `column`, `add`, `objects` make changes;
+//! `contract` and `abort` end them; `trigger`, `rebuild` and `rewrite` generate SQL.
+
+mod abort;
+mod add;
+pub mod api;
+mod column;
+mod contract;
+mod facts;
+mod objects;
+mod rebuild;
+mod rewrite;
+mod spec;
+mod trigger;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+use crate::catalog::changes::{self, Change};
+use crate::catalog::jobs::Step;
+use crate::ddl::script::{self, Direction};
+use crate::error::{Failure, Result};
+use facts::Table;
+use pgrx::PgSqlErrorCode;
+
+/// The change, locked for this transaction, if the caller may act on it.
+fn lock_change(id: i64) -> Result<Change> {
+    changes::lock(id).ok_or_else(|| {
+        Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("change {id} does not exist or belongs to another role"))
+            .hint("See SELECT * FROM migrate.changes for the open changes you can see.")
+    })
+}
+
+/// One column change per table at a time: two syncs or backfills on one table would step on
+/// each other's rows, and a contract could drop what the other one reads.
+fn refuse_second_change(table: &Table) -> Result<()> {
+    match changes::open_column_change(table.oid) {
+        Some((id, kind, column)) => Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!("table {} already has an open change: change {id} ({kind} of column \"{column}\")", table.name),
+        )
+        .detail("One column change per table at a time.")
+        .hint(format!("Nothing was changed. Finish it first: SELECT migrate.contract({id}); or undo it: SELECT migrate.abort({id})."))),
+        None => Ok(()),
+    }
+}
+
+/// Queues `statements` (pg_migrate's own) as one background job; they run after the current
+/// transaction commits, each as a top-level statement, with the job's retries.
+fn submit_steps(label: &str, statements: &[String]) -> Result<i64> {
+    let text: String = statements.iter().map(|s| format!("{s};\n")).collect();
+    let script = script::parse_labeled(Direction::Up, label, &text)?;
+    let total = script.statements.len();
+    let steps: Vec<Step> = script
+        .statements
+        .iter()
+        .map(|s| Step { version: None, direction: None, number: s.number, total, line: s.line, sql: s.sql.clone(), top_level: s.top_level.clone() })
+        .collect();
+    crate::worker::submit(&steps)
+}

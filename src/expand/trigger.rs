@@ -1,0 +1,126 @@
+//! The generated sync trigger of an expand_column change: a BEFORE INSERT OR UPDATE row trigger
+//! that keeps the old and the new column in step while both application versions write.
+//!
+//! It only assigns to NEW, so it never writes another row and cannot loop. It fires last among
+//! the table's BEFORE triggers (triggers fire in name order, hence the `zz_` prefix), so it syncs
+//! the values the application's own triggers have settled on. It does nothing for the writes of
+//! its change's backfill (marked by `migrate.backfill_job`): the backfill sets the new column
+//! from the old one, and the old column must never be rewritten from a lossy new value.
+
+use super::facts::Table;
+use super::rewrite::{self, quote};
+use crate::error::Result;
+
+pub struct Sync<'a> {
+    pub change: i64,
+    pub table: &'a Table,
+    pub old: &'a str,
+    pub new: &'a str,
+    /// Expressions over the row's columns: the new value from the old, the old from the new.
+    pub up: &'a str,
+    pub down: &'a str,
+    /// The old column's default, which the trigger applies while the change is open (see
+    /// `column`: a default left on the old column would hide which column an INSERT set).
+    pub old_default: Option<&'a str>,
+    pub backfill_job: i64,
+}
+
+pub fn trigger_name(change: i64) -> String {
+    format!("zz_migrate_sync_{change}")
+}
+
+/// Named after the table and the change, so that a function left behind by an earlier
+/// installation (whose change ids started again at 1) does not stand in the way.
+pub fn function_name(table: &Table, change: i64) -> String {
+    let suffix = format!("_migrate_sync_{change}");
+    let mut prefix = table.relname.clone();
+    while prefix.len() + suffix.len() > 63 {
+        prefix.pop();
+    }
+    format!("{}.{}", quote(&table.schema), quote(&format!("{prefix}{suffix}")))
+}
+
+/// CREATE FUNCTION and CREATE TRIGGER statements. The function keeps the search_path of the
+/// session that made the change (SET ... FROM CURRENT): `up` and `down` resolve their names as
+/// they did when they were checked.
+pub fn create(s: &Sync) -> Result<(String, String)> {
+    let (old, new) = (quote(s.old), quote(s.new));
+    let up = over_new(s.up, "up")?;
+    let down = over_new(s.down, "down")?;
+    let fill_old = match s.old_default {
+        Some(d) => format!("\n            NEW.{old} := {d};"),
+        None => String::new(),
+    };
+    let body = format!(
+        r#"
+#variable_conflict use_column
+BEGIN
+    IF pg_catalog.current_setting('migrate.backfill_job', true) = '{job}' THEN
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.{old} IS NULL AND NEW.{new} IS NULL THEN{fill_old}
+            NEW.{new} := {up};
+        ELSIF NEW.{new} IS NULL THEN
+            NEW.{new} := {up};
+        ELSIF NEW.{old} IS NULL THEN
+            NEW.{old} := {down};
+        END IF;
+    ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN
+        IF NEW.{new} IS NOT DISTINCT FROM OLD.{new} THEN
+            NEW.{new} := {up};
+        END IF;
+    ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN
+        NEW.{old} := {down};
+    ELSIF NEW.{new} IS NULL THEN
+        NEW.{new} := {up};
+    END IF;
+    RETURN NEW;
+END
+"#,
+        job = s.backfill_job,
+    );
+    let tag = dollar_tag(&body, s.change);
+    let function = format!(
+        "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS {tag}{body}{tag}",
+        name = function_name(s.table, s.change),
+    );
+    let trigger = format!(
+        "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
+        quote(&trigger_name(s.change)),
+        s.table.name,
+        function_name(s.table, s.change)
+    );
+    Ok((function, trigger))
+}
+
+pub fn drop_sql(table: &Table, change: i64) -> String {
+    format!(
+        "DROP TRIGGER IF EXISTS {} ON {}; DROP FUNCTION IF EXISTS {}()",
+        quote(&trigger_name(change)),
+        table.name,
+        function_name(table, change)
+    )
+}
+
+/// `expr` evaluated on the row being written. Plain column names become `NEW."col"`, which
+/// PL/pgSQL evaluates without a query; an expression with subqueries or qualified names runs
+/// as a query over the row instead.
+fn over_new(expr: &str, label: &str) -> Result<String> {
+    Ok(match rewrite::columns(expr, label, |c| format!("NEW.{}", quote(c)))? {
+        Some(direct) => format!("({direct})"),
+        None => format!("(SELECT (\n{expr}\n) FROM (SELECT NEW.*) AS migrate_row)"),
+    })
+}
+
+/// A dollar-quote tag that does not occur in the body (the user's expressions are in it).
+fn dollar_tag(body: &str, change: i64) -> String {
+    let mut n = 0;
+    loop {
+        let tag = format!("$migrate_sync_{change}_{n}$");
+        if !body.contains(&tag) {
+            return tag;
+        }
+        n += 1;
+    }
+}
