@@ -78,7 +78,7 @@ fn contract_plan(change: Option<i64>) -> String {
     match plan {
         Ok(p) if p.said.is_empty() => "close the change".to_string(),
         Ok(p) => p.said.join("; "),
-        Err(f) => format!("cannot contract: {}", f.message),
+        Err(f) => format!("cannot contract: {}{}", f.message, f.detail.map(|d| format!(" ({d})")).unwrap_or_default()),
     }
 }
 
