@@ -334,6 +334,7 @@ t_runs=$(now)
 nv=${#VARIANTS[@]}
 for r in $(seq 1 "$REPEAT"); do
     section "round $r of $REPEAT: pgbench -n -M $PROTOCOL -c $CLIENTS -j $THREADS -T $DURATION"
+    detail "load average before the round: $(cut -d' ' -f1-3 /proc/loadavg)"
     for s in $SCRIPTS; do
         # Round r runs the tables in a rotated order: without up cast, up cast without, ...
         for k in $(seq 0 $(( nv - 1 ))); do

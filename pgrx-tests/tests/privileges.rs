@@ -135,7 +135,8 @@ fn functions_pin_their_search_path_against_hijacking() {
                 -- catalog SQL is pinned inside); wait() is a procedure that COMMITs, which a SET
                 -- clause forbids, so it schema-qualifies every name instead
                 AND p.proname NOT IN ('apply', 'rollback', 'rollback_to', 'run_async', 'wait', 'lint', 'plan', 'verify',
-                                      'backfill_start')
+                                      'backfill_start', 'expand_column', 'add_column', 'add_check', 'create_index',
+                                      'add_enum_value', 'wait_change')
                 AND NOT coalesce(p.proconfig::text LIKE '%search_path%', false)
               ORDER BY 1",
             &[],

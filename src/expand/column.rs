@@ -98,6 +98,7 @@ pub fn expand(r: &Request) -> Result<i64> {
         old_default: old.default.clone(),
         not_null: old.not_null,
         final_name: r.new_name.unwrap_or(r.column).to_string(),
+        search_path: Spi::get_one::<String>("SELECT pg_catalog.current_setting('search_path')").ok().flatten(),
         contract: None,
     };
     changes::insert(change, &New {

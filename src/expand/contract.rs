@@ -13,7 +13,7 @@ use super::spec::{ExpandSpec, Swap};
 use super::trigger;
 use crate::catalog::changes::{self, Change};
 use crate::ddl::retry::run_generated;
-use crate::ddl::session::with_pinned_search_path;
+use crate::ddl::session::{with_pinned_search_path, GucScope};
 use crate::error::{notice, Failure, Result};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -114,10 +114,15 @@ fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
     } else {
         return Ok(());
     };
+    let guc = GucScope::new();
+    if let Some(path) = &spec.search_path {
+        guc.set("search_path", path);
+    }
     let missing = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {} WHERE {missing_when}", table.name))
         .ok()
         .flatten()
         .unwrap_or(0);
+    drop(guc);
     if missing == 0 {
         return Ok(());
     }

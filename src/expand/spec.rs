@@ -20,6 +20,9 @@ pub struct ExpandSpec {
     pub not_null: bool,
     /// The new column's name once contracted.
     pub final_name: String,
+    /// The search_path `up` was checked with (contract's last check evaluates it again).
+    #[serde(default)]
+    pub search_path: Option<String>,
     /// Set by contract: the temporary objects its job builds and their final names.
     pub contract: Option<Swap>,
 }
