@@ -68,12 +68,26 @@ PGROLL_SLOWDOWN=4.2
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
 RESULTS=$RESULTS_DIR/sync_trigger-$(date +%Y%m%d-%H%M%S).txt
 
-VARIANTS=(without up cast)
-declare -A TABLE=([without]=t_without [up]=t_with_up [cast]=t_with_cast)
-declare -A NEWCOL=([up]=amount_int [cast]=amount_new)
-declare -A UPEXPR=([up]='round(amount)::int' [cast]='amount::integer')
+# The tables ("variants"): without is the baseline and must come first. noset is a diagnostic,
+# not run by default: up's trigger with the SET search_path clause removed from its function.
+read -r -a VARIANTS <<<"${VARIANTS:-without up cast}"
+declare -A TABLE=([without]=t_without [up]=t_with_up [cast]=t_with_cast [noset]=t_with_noset)
+declare -A NEWCOL=([up]=amount_int [cast]=amount_new [noset]=amount_int)
+declare -A UPEXPR=([up]='round(amount)::int' [cast]='amount::integer' [noset]='round(amount)::int')
 declare -A VNAME=([without]="without trigger" [up]="with trigger, up => round(amount)::int"
-                  [cast]="with trigger, default cast")
+                  [cast]="with trigger, default cast" [noset]="with trigger, up expr, no SET search_path (diagnostic)")
+declare -A EXPAND
+for v in up noset; do
+    EXPAND[$v]="SELECT migrate.expand_column('${TABLE[$v]}', 'amount', new_name => 'amount_int', new_type => 'integer', up => 'round(amount)::int', backfill => '{\"sleep_ms\": 0}')"
+done
+EXPAND[cast]="SELECT migrate.expand_column('t_with_cast', 'amount', new_type => 'integer', backfill => '{\"sleep_ms\": 0}')"
+WITH=()
+for v in "${VARIANTS[@]}"; do
+    if [ -z "${TABLE[$v]:-}" ]; then echo "unknown variant $v in VARIANTS (known: ${!TABLE[*]})" >&2; exit 2; fi
+    if [ "$v" != without ]; then WITH+=("$v"); fi
+done
+if [ "${VARIANTS[0]}" != without ] || [ "${#WITH[@]}" = 0 ]; then echo "VARIANTS must start with without and name at least one other table" >&2; exit 2; fi
+TABLES=$(for v in "${VARIANTS[@]}"; do printf '%s, ' "${TABLE[$v]}"; done | sed 's/, $//')
 declare -A SNAME=([update]="update 1 row" [insert]="insert 1 row" [bulk]="bulk update $BULK rows")
 
 # The installed library. A reinstall (cargo pgrx install rewrites the file in place) crashes the
@@ -195,21 +209,19 @@ log "settings:    $(q -c "SELECT string_agg(name || '=' || current_setting(name)
 log "run:         ROWS=$ROWS REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP CLIENTS=$CLIENTS THREADS=$THREADS PROTOCOL=$PROTOCOL BULK=$BULK SCRIPTS='$SCRIPTS'"
 
 # ---------------------------------------------------------------------------------------------
-section "tables: $ROWS rows each; expand_column on t_with_up and t_with_cast"
+section "tables: $TABLES, $ROWS rows each; expand_column on all but t_without"
 t0=$(now)
-q <<SQL
-SET client_min_messages = warning;
-CREATE TABLE t_without (id bigint PRIMARY KEY, amount numeric, note text);
-INSERT INTO t_without SELECT g, round((g % 100000) / 100.0, 2), md5(g::text) FROM generate_series(1, $ROWS) AS g;
-CREATE TABLE t_with_up (LIKE t_without INCLUDING ALL);
-INSERT INTO t_with_up SELECT * FROM t_without ORDER BY id;
-CREATE TABLE t_with_cast (LIKE t_without INCLUDING ALL);
-INSERT INTO t_with_cast SELECT * FROM t_without ORDER BY id;
-CREATE SEQUENCE t_without_ins START $((ROWS + 1));
-CREATE SEQUENCE t_with_up_ins START $((ROWS + 1));
-CREATE SEQUENCE t_with_cast_ins START $((ROWS + 1));
-VACUUM ANALYZE t_without, t_with_up, t_with_cast;
-SQL
+{
+    echo "SET client_min_messages = warning;"
+    echo "CREATE TABLE t_without (id bigint PRIMARY KEY, amount numeric, note text);"
+    echo "INSERT INTO t_without SELECT g, round((g % 100000) / 100.0, 2), md5(g::text) FROM generate_series(1, $ROWS) AS g;"
+    for v in "${WITH[@]}"; do
+        echo "CREATE TABLE ${TABLE[$v]} (LIKE t_without INCLUDING ALL);"
+        echo "INSERT INTO ${TABLE[$v]} SELECT * FROM t_without ORDER BY id;"
+    done
+    for v in "${VARIANTS[@]}"; do echo "CREATE SEQUENCE ${TABLE[$v]}_ins START $((ROWS + 1));"; done
+    echo "VACUUM ANALYZE $TABLES;"
+} | q
 log "built in $(sub "$t0" "$(now)") s"
 
 declare -A CHANGE JOB
@@ -226,18 +238,22 @@ expand() {
     detail "  output (notices, migrate.wait progress):"
     detail_file "$out"
 }
-expand up   "SELECT migrate.expand_column('t_with_up', 'amount', new_name => 'amount_int', new_type => 'integer', up => 'round(amount)::int', backfill => '{\"sleep_ms\": 0}')"
-expand cast "SELECT migrate.expand_column('t_with_cast', 'amount', new_type => 'integer', backfill => '{\"sleep_ms\": 0}')"
+for v in "${WITH[@]}"; do expand "$v" "${EXPAND[$v]}"; done
+if [ -n "${EXPAND[noset]:-}" ] && [[ " ${WITH[*]} " == *" noset "* ]]; then
+    fn=$(q -c "SELECT g.tgfoid::regproc FROM pg_trigger g WHERE g.tgrelid = 't_with_noset'::regclass AND NOT g.tgisinternal")
+    q -c "ALTER FUNCTION $fn() RESET search_path"
+    log "diagnostic: ALTER FUNCTION $fn() RESET search_path (proconfig now $(q -c "SELECT coalesce(proconfig::text, 'NULL') FROM pg_proc WHERE oid = '$fn'::regproc"))"
+fi
 
 # The new columns and the triggers must be there, and the backfill must have filled every row.
-for v in up cast; do
+for v in "${WITH[@]}"; do
     t=${TABLE[$v]} c=${NEWCOL[$v]}
     [ "$(q -c "SELECT count(*) FROM pg_attribute WHERE attrelid = '$t'::regclass AND attname = '$c' AND NOT attisdropped")" = 1 ] ||
         fail "$t has no column $c after expand_column: columns are $(q -c "SELECT string_agg(attname, ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = '$t'::regclass AND attnum > 0 AND NOT attisdropped")"
     trg=$(q -c "SELECT string_agg(pg_get_triggerdef(oid), '; ') FROM pg_trigger WHERE tgrelid = '$t'::regclass AND NOT tgisinternal")
     [ -n "$trg" ] || fail "$t has no trigger after expand_column"
     log "$t triggers: $trg"
-    log "$t trigger function: $(q -c "SELECT string_agg(format('%s, language %s, volatility %s, %s bytes of source', p.oid::regprocedure, l.lanname, p.provolatile, length(p.prosrc)), '; ')
+    log "$t trigger function: $(q -c "SELECT string_agg(format('%s, language %s, volatility %s, settings %s, %s bytes of source', p.oid::regprocedure, l.lanname, p.provolatile, coalesce(p.proconfig::text, 'none'), length(p.prosrc)), '; ')
                                         FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid JOIN pg_language l ON l.oid = p.prolang
                                        WHERE g.tgrelid = '$t'::regclass AND NOT g.tgisinternal")"
     detail "  its definition:"
@@ -253,14 +269,14 @@ sed 's/^/    /' "$WORK/changes" | tee -a "$RESULTS"
 # The backfill rewrote every row of the expanded tables once: the baseline gets the same.
 q <<SQL
 UPDATE t_without SET amount = amount;
-VACUUM ANALYZE t_without, t_with_up, t_with_cast;
+VACUUM ANALYZE $TABLES;
 CHECKPOINT;
 SQL
 sizes() {
     q -c "SELECT string_agg(format('%s ~%s rows, heap %s, pk %s', c.relname, c.reltuples::bigint,
                                    pg_size_pretty(pg_relation_size(c.oid)), pg_size_pretty(pg_relation_size(i.indexrelid))), '; ' ORDER BY c.relname)
             FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-           WHERE c.relname IN ('t_without', 't_with_up', 't_with_cast')"
+           WHERE c.relname IN ('$(echo "$TABLES" | sed "s/, /', '/g")')"
 }
 log "sizes after UPDATE t_without SET amount = amount and VACUUM ANALYZE: $(sizes)"
 

@@ -203,6 +203,10 @@ pub fn finish(id: i64) -> Result<()> {
     let mut statements = Vec::new();
     if change.kind == "expand_column" {
         statements.push(trigger::drop_sql(&table, id));
+        // A serial column's sequence belongs to it and would be dropped with it.
+        for sequence in owned_sequences(&table, change.column_name.as_deref().unwrap_or_default()) {
+            statements.push(format!("ALTER SEQUENCE {sequence} OWNED BY {}.{}", table.name, quote(&column)));
+        }
         statements.push(format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(change.column_name.as_deref().unwrap_or_default())));
         if spec.final_name != column {
             statements.push(format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(&column), quote(&spec.final_name)));
@@ -235,4 +239,24 @@ pub fn finish(id: i64) -> Result<()> {
     changes::set_phase(id, "contracted", None);
     notice(format!("pg_migrate: change {id} is contracted: {} of {} is the only column now", quote(&column), table.name));
     Ok(())
+}
+
+/// Sequences owned by `column` (serial columns), qualified and quoted.
+fn owned_sequences(table: &Table, column: &str) -> Vec<String> {
+    with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT d.objid::regclass::text FROM pg_catalog.pg_depend d
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                        AND d.refobjid = $1 AND a.attname = $2 AND d.deptype = 'a'
+                        AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) = 'S'",
+                    None,
+                    &[table.oid.into(), column.into()],
+                )
+                .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+                .unwrap_or_default()
+        })
+    })
 }

@@ -139,7 +139,8 @@ struct Index {
 }
 
 /// The indexes that use the old column, as a key, an INCLUDE column, in an expression or in
-/// their predicate (pg_depend records all of these).
+/// their predicate (pg_depend records these, except for the columns of an index behind a
+/// constraint, which depends on its constraint instead).
 fn indexes(table: &Table, old: &Column) -> Vec<Index> {
     Spi::connect(|client| {
         client
@@ -171,10 +172,10 @@ fn indexes(table: &Table, old: &Column) -> Vec<Index> {
                    LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
                                                           AND con.contype IN ('p', 'u', 'x')
                   WHERE i.indrelid = $1
-                    AND EXISTS (SELECT FROM pg_catalog.pg_depend d
+                    AND ($2::int2 = ANY (i.indkey::int2[]) OR EXISTS (SELECT FROM pg_catalog.pg_depend d
                                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = i.indexrelid
                                    AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = i.indrelid
-                                   AND d.refobjsubid = $2)
+                                   AND d.refobjsubid = $2))
                   ORDER BY ic.relname",
                 None,
                 &[table.oid.into(), i32::from(old.attnum).into()],
