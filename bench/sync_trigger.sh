@@ -2,7 +2,7 @@
 # Cost of pg_migrate's generated sync trigger on writes, on a scratch PostgreSQL 15 cluster (see
 # bench/README.md, "Sync trigger cost").
 #
-# Three identical tables of ROWS rows (default 200000)
+# Identical tables of ROWS rows (default 200000)
 #     CREATE TABLE t_... (id bigint PRIMARY KEY, amount numeric, note text)
 # are built, then:
 #   t_without    nothing: the baseline;
@@ -10,10 +10,12 @@
 #                    new_type => 'integer', up => 'round(amount)::int', backfill => '{"sleep_ms": 0}')
 #   t_with_cast  SELECT migrate.expand_column('t_with_cast', 'amount', new_type => 'integer',
 #                    backfill => '{"sleep_ms": 0}')   (the default casts, new column amount_new)
-# and the scripts wait for both backfills (CALL migrate.wait(backfill_job)), so that the BEFORE
-# INSERT OR UPDATE trigger zz_migrate_sync_<change> is on the two expanded tables while the changes
-# stay open. The backfill rewrote every row of those two tables once, so t_without gets one
-# UPDATE t_without SET amount = amount as well; then all three are VACUUM ANALYZEd.
+# (and, only when VARIANTS names it, t_with_noset: as t_with_up, then the generated trigger
+# function's SET search_path clause removed with ALTER FUNCTION ... RESET search_path, a diagnostic)
+# and the script waits for the backfills (CALL migrate.wait(backfill_job)), so that the BEFORE
+# INSERT OR UPDATE trigger zz_migrate_sync_<change> is on the expanded tables while the changes
+# stay open. The backfill rewrote every row of those tables once, so t_without gets one
+# UPDATE t_without SET amount = amount as well; then all are VACUUM ANALYZEd.
 #
 # pgbench custom scripts (one autocommit statement per transaction), on each table:
 #   update  \set id random(1, ROWS)
@@ -22,13 +24,14 @@
 #   bulk    UPDATE t SET amount = amount + 1 WHERE id BETWEEN :a AND :a + BULK - 1;
 #           (each client its own 1000-row blocks, so that two clients never wait for each other)
 # pgbench -n -M PROTOCOL -c CLIENTS -j THREADS -T DURATION. REPEAT rounds; in each round, for each
-# script, the three tables in a rotated order (without up cast, up cast without, cast without up).
+# script, the tables in a rotated order (without up cast, up cast without, cast without up).
 # Every run starts after a CHECKPOINT; after it, the trigger's result is checked on the expanded
 # tables (rows where the new column differs from up(amount): must be 0), the rows an insert run
 # added are deleted, and the table is VACUUM ANALYZEd. An untimed warm-up of every script on every
 # table comes first. The table reports the median TPS and the ratio with/without (target >= 0.75).
 #
-# Environment: ROWS (200000), REPEAT (3), DURATION (15 s), WARMUP (3 s; 0 skips), CLIENTS (2),
+# Environment: VARIANTS ("without up cast"; "without up cast noset" adds the diagnostic table),
+# ROWS (200000), REPEAT (3), DURATION (15 s), WARMUP (3 s; 0 skips), CLIENTS (2),
 # THREADS (2), PROTOCOL (simple|extended|prepared, default simple), BULK (1000),
 # SCRIPTS ("update insert bulk"), AUTOVACUUM (off: the script vacuums after every run), QUICK=1
 # (1 round of 5 s runs, 1 s warm-up: about a minute), RESULTS_DIR, SKIP_INSTALL=1 (measure the
@@ -307,22 +310,23 @@ for s in $SCRIPTS; do detail "  $s:"; detail_file "$WORK/$s-without.sql"; done
 pgbench_tps() { sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$1"; }
 pgbench_lat() { sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$1"; }
 pgbench_failed() { sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$1"; }
+pgbench_tx() { sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$1"; }
 
-declare -A TPS LAT WALMB RATIO
+declare -A TPS LAT WALTX RATIO
 PROBLEMS=()
 mkdir -p "$WORK/runs"
 
 # run_one SCRIPT VARIANT ROUND: a CHECKPOINT, pgbench for DURATION (WARMUP when ROUND is w), the
 # trigger's result checked, the inserted rows deleted, VACUUM ANALYZE.
 run_one() {
-    local s=$1 v=$2 r=$3 t=${TABLE[$2]} out=$WORK/runs/$1-$2-$3.out rc=0 secs=$DURATION w0 w1 tps lat failed bad=
+    local s=$1 v=$2 r=$3 t=${TABLE[$2]} out=$WORK/runs/$1-$2-$3.out rc=0 secs=$DURATION w0 w1 tps lat failed tx bad=
     [ "$r" = w ] && secs=$WARMUP
     q -c CHECKPOINT
     w0=$(wal_lsn)
     PGAPPNAME=pgbench_sync "$PG_BIN/pgbench" -n -M "$PROTOCOL" -f "$WORK/$s-$v.sql" -c "$CLIENTS" -j "$THREADS" \
         -T "$secs" >"$out" 2>&1 || rc=$?
     w1=$(wal_lsn)
-    tps=$(pgbench_tps "$out"); lat=$(pgbench_lat "$out"); failed=$(pgbench_failed "$out")
+    tps=$(pgbench_tps "$out"); lat=$(pgbench_lat "$out"); failed=$(pgbench_failed "$out"); tx=$(pgbench_tx "$out")
     if [ -n "${NEWCOL[$v]:-}" ]; then
         bad=$(q -c "SELECT count(*) FROM $t WHERE ${NEWCOL[$v]} IS DISTINCT FROM ${UPEXPR[$v]}")
     fi
@@ -333,11 +337,13 @@ run_one() {
         tps=n/a
     fi
     if [ "$r" = w ]; then
-        log "warm-up  $(printf '%-24s %-12s' "${SNAME[$s]}" "$t") $secs s: tps ${tps:-n/a}"
+        log "warm-up  $(printf '%-24s %-13s' "${SNAME[$s]}" "$t") $secs s: tps ${tps:-n/a}"
         return
     fi
-    TPS[$s,$v,$r]=${tps:-n/a}; LAT[$s,$v,$r]=${lat:-n/a}; WALMB[$s,$v,$r]=$(wal_mb "$w0" "$w1")
-    log "round $r  $(printf '%-24s %-12s' "${SNAME[$s]}" "$t") tps ${TPS[$s,$v,$r]}, latency avg ${LAT[$s,$v,$r]} ms, WAL ${WALMB[$s,$v,$r]} MB, failed ${failed:-?}, exit $rc${bad:+, rows with ${NEWCOL[$v]} <> up(amount): $bad}"
+    TPS[$s,$v,$r]=${tps:-n/a}; LAT[$s,$v,$r]=${lat:-n/a}
+    WALTX[$s,$v,$r]=$(q -c "SELECT CASE WHEN ${tx:-0} > 0 THEN round(pg_wal_lsn_diff('$w1', '$w0') / 1024.0 / ${tx:-0}, 2) ELSE NULL END")
+    WALTX[$s,$v,$r]=${WALTX[$s,$v,$r]:-n/a}
+    log "round $r  $(printf '%-24s %-13s' "${SNAME[$s]}" "$t") tps ${TPS[$s,$v,$r]}, latency avg ${LAT[$s,$v,$r]} ms, $tx transactions, WAL $(wal_mb "$w0" "$w1") MB (${WALTX[$s,$v,$r]} kB/tx), failed ${failed:-?}, exit $rc${bad:+, rows with ${NEWCOL[$v]} <> up(amount): $bad}"
     detail_file "$out"
 }
 
@@ -368,42 +374,38 @@ echo "    (written to $RESULTS)"
 # ---------------------------------------------------------------------------------------------
 section "summary"
 {
-    echo "TPS, median of $REPEAT round(s) of pgbench -n -M $PROTOCOL -c $CLIENTS -j $THREADS -T $DURATION on $ROWS-row tables; each round's TPS in brackets."
-    echo "ratio = TPS with trigger / TPS without (median); in brackets the same ratio within each round."
-    printf '%-22s | %-32s | %-32s | %-22s | %-32s | %-22s\n' script "without trigger" "with trigger, up expr" "ratio up" "with trigger, default cast" "ratio cast"
-    printf '%s\n' "-----------------------+----------------------------------+----------------------------------+------------------------+----------------------------------+-----------------------"
+    echo "pgbench -n -M $PROTOCOL -c $CLIENTS -j $THREADS -T $DURATION on $ROWS-row tables, $REPEAT round(s)."
+    echo "TPS: the median, each round's TPS in brackets. with/without: median TPS / median TPS of t_without, in brackets the"
+    echo "same ratio within each round. Latency: pgbench's average, median of the rounds. WAL: kB per transaction, median."
+    fmt='%-22s | %-13s | %-30s | %-24s | %-8s | %-8s\n'
+    # shellcheck disable=SC2059
+    printf "$fmt" script table "TPS [rounds]" "with/without [rounds]" "lat ms" "WAL kB"
+    printf '%s\n' "-----------------------+---------------+--------------------------------+--------------------------+----------+---------"
     for s in $SCRIPTS; do
-        cells=()
         for v in "${VARIANTS[@]}"; do
-            vals=(); for r in $(seq 1 "$REPEAT"); do vals+=("${TPS[$s,$v,$r]}"); done
+            vals=(); lats=(); wals=()
+            for r in $(seq 1 "$REPEAT"); do vals+=("${TPS[$s,$v,$r]}"); lats+=("${LAT[$s,$v,$r]}"); wals+=("${WALTX[$s,$v,$r]}"); done
             TPS[$s,$v]=$(median "${vals[@]}")
-            cells+=("$(fmt0 "${TPS[$s,$v]}") [$(for x in "${vals[@]}"; do printf '%s/' "$(fmt0 "$x")"; done | sed 's:/$::')]")
+            cell="$(fmt0 "${TPS[$s,$v]}") [$(for x in "${vals[@]}"; do printf '%s/' "$(fmt0 "$x")"; done | sed 's:/$::')]"
+            rcell=
+            if [ "$v" != without ]; then
+                RATIO[$s,$v]=$(ratio "${TPS[$s,$v]}" "${TPS[$s,without]}")
+                rcell="${RATIO[$s,$v]} [$(for r in $(seq 1 "$REPEAT"); do printf '%s/' "$(ratio "${TPS[$s,$v,$r]}" "${TPS[$s,without,$r]}")"; done | sed 's:/$::')]"
+            fi
+            # shellcheck disable=SC2059
+            printf "$fmt" "${SNAME[$s]}" "${TABLE[$v]}" "$cell" "$rcell" "$(median "${lats[@]}")" "$(median "${wals[@]}")"
         done
-        for v in up cast; do
-            RATIO[$s,$v]=$(ratio "${TPS[$s,$v]}" "${TPS[$s,without]}")
-            per=$(for r in $(seq 1 "$REPEAT"); do printf '%s/' "$(ratio "${TPS[$s,$v,$r]}" "${TPS[$s,without,$r]}")"; done | sed 's:/$::')
-            cells+=("${RATIO[$s,$v]} [$per]")
-        done
-        printf '%-22s | %-32s | %-32s | %-22s | %-32s | %-22s\n' "${SNAME[$s]}" "${cells[0]}" "${cells[1]}" "${cells[3]}" "${cells[2]}" "${cells[4]}"
     done
     echo
-    echo "Latency average (ms, median) and WAL per run (MB, median):"
-    for s in $SCRIPTS; do
-        line="  $(printf '%-22s' "${SNAME[$s]}")"
-        for v in "${VARIANTS[@]}"; do
-            ls_=(); ws=(); for r in $(seq 1 "$REPEAT"); do ls_+=("${LAT[$s,$v,$r]}"); ws+=("${WALMB[$s,$v,$r]}"); done
-            line+=" | ${TABLE[$v]}: $(median "${ls_[@]}") ms, $(median "${ws[@]}") MB"
-        done
-        echo "$line"
-    done
+    for v in "${WITH[@]}"; do echo "${TABLE[$v]}: ${VNAME[$v]}"; done
     if [[ " $SCRIPTS " == *" bulk "* ]]; then
         echo
-        for v in up cast; do
-            echo "bulk update, ${VNAME[$v]}: $(awk -v w="${TPS[bulk,without]}" -v x="${TPS[bulk,$v]}" -v b="$BULK" 'BEGIN { if (x != "n/a" && w != "n/a" && x > 0) printf "%.0f rows/s vs %.0f rows/s without: %.2fx slowdown", x * b, w * b, w / x; else print "n/a" }') (pgroll publishes a ${PGROLL_SLOWDOWN}x slowdown on bulk updates)"
+        for v in "${WITH[@]}"; do
+            echo "bulk update, ${TABLE[$v]}: $(awk -v w="${TPS[bulk,without]}" -v x="${TPS[bulk,$v]}" -v b="$BULK" 'BEGIN { if (x != "n/a" && w != "n/a" && x > 0) printf "%.0f rows/s vs %.0f rows/s without: %.2fx slowdown", x * b, w * b, w / x; else print "n/a" }') (pgroll publishes a ${PGROLL_SLOWDOWN}x slowdown on bulk updates)"
         done
     fi
     echo
-    echo "Target ratio >= $TARGET:$(for s in $SCRIPTS; do for v in up cast; do x=${RATIO[$s,$v]}; printf ' %s/%s %s %s;' "$s" "$v" "$x" "$(awk -v x="$x" -v t="$TARGET" 'BEGIN { print (x != "n/a" && x >= t) ? "met" : "MISSED" }')"; done; done)"
+    echo "Target with/without >= $TARGET:$(for s in $SCRIPTS; do for v in "${WITH[@]}"; do x=${RATIO[$s,$v]}; printf ' %s %s %s %s;' "$s" "${TABLE[$v]}" "$x" "$(awk -v x="$x" -v t="$TARGET" 'BEGIN { print (x != "n/a" && x >= t) ? "met" : "MISSED" }')"; done; done)"
     if [ "${#PROBLEMS[@]}" = 0 ]; then
         echo "Problems: none (every pgbench run exited 0 with 0 failed transactions; after every run, 0 rows of the expanded tables had new column <> up(amount))"
     else

@@ -29,6 +29,10 @@ pub fn trigger_name(change: i64) -> String {
     format!("zz_migrate_sync_{change}")
 }
 
+fn update_trigger_name(change: i64) -> String {
+    format!("zz_migrate_sync_{change}_update")
+}
+
 /// Named after the table and the change, so that a function left behind by an earlier
 /// installation (whose change ids started again at 1) does not stand in the way.
 pub fn function_name(table: &Table, change: i64) -> String {
@@ -40,7 +44,7 @@ pub fn function_name(table: &Table, change: i64) -> String {
     format!("{}.{}", quote(&table.schema), quote(&format!("{prefix}{suffix}")))
 }
 
-/// CREATE FUNCTION and CREATE TRIGGER statements. The function keeps the search_path of the
+/// CREATE FUNCTION, and the CREATE TRIGGER statements. The function keeps the search_path of the
 /// session that made the change (SET ... FROM CURRENT): `up` and `down` resolve their names as
 /// they did when they were checked.
 pub fn create(s: &Sync) -> Result<(String, String)> {
@@ -85,21 +89,28 @@ END
         "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS {tag}{body}{tag}",
         name = function_name(s.table, s.change),
     );
-    let trigger = format!(
-        "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
+    // Two triggers on one function: an UPDATE that changes neither column (and whose row the
+    // backfill has reached) does not even enter PL/pgSQL, its WHEN clause is checked in C.
+    let function_name = function_name(s.table, s.change);
+    let triggers = format!(
+        "CREATE TRIGGER {} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function_name}();
+         CREATE TRIGGER {} BEFORE UPDATE ON {table} FOR EACH ROW
+             WHEN (NEW.{old} IS DISTINCT FROM OLD.{old} OR NEW.{new} IS DISTINCT FROM OLD.{new} OR NEW.{new} IS NULL)
+             EXECUTE FUNCTION {function_name}()",
         quote(&trigger_name(s.change)),
-        s.table.name,
-        function_name(s.table, s.change)
+        quote(&update_trigger_name(s.change)),
+        table = s.table.name,
     );
-    Ok((function, trigger))
+    Ok((function, triggers))
 }
 
 pub fn drop_sql(table: &Table, change: i64) -> String {
     format!(
-        "DROP TRIGGER IF EXISTS {} ON {}; DROP FUNCTION IF EXISTS {}()",
+        "DROP TRIGGER IF EXISTS {} ON {table}; DROP TRIGGER IF EXISTS {} ON {table}; DROP FUNCTION IF EXISTS {}()",
         quote(&trigger_name(change)),
-        table.name,
-        function_name(table, change)
+        quote(&update_trigger_name(change)),
+        function_name(table, change),
+        table = table.name,
     )
 }
 
