@@ -25,14 +25,16 @@
 #           (each client its own 1000-row blocks, so that two clients never wait for each other)
 # pgbench -n -M PROTOCOL -c CLIENTS -j THREADS -T DURATION. REPEAT rounds; in each round, for each
 # script, the tables in a rotated order (without up cast, up cast without, cast without up).
-# Every run starts after a CHECKPOINT; after it, the trigger's result is checked on the expanded
+# Every run starts after a CHECKPOINT (and once the machine is quiet, see QUIET_MAX); after it, the trigger's result is checked on the expanded
 # tables (rows where the new column differs from up(amount): must be 0), the rows an insert run
 # added are deleted, and the table is VACUUM ANALYZEd. An untimed warm-up of every script on every
 # table comes first. The table reports the median TPS and the ratio with/without (target >= 0.75).
 #
 # Environment: VARIANTS ("without up cast"; "without up cast noset" adds the diagnostic table),
 # ROWS (200000), REPEAT (3), DURATION (15 s), WARMUP (3 s; 0 skips), CLIENTS (2),
-# THREADS (2), PROTOCOL (simple|extended|prepared, default simple), BULK (1000),
+# THREADS (2), PROTOCOL (simple|extended|prepared, default simple), BULK (1000), QUIET_MAX (10) and
+# QUIET_TIMEOUT (180 s): before each timed run, wait up to QUIET_TIMEOUT s until the processes that
+# are not this benchmark's use under QUIET_MAX% of the CPUs (a shared machine; 100 disables it),
 # SCRIPTS ("update insert bulk"), AUTOVACUUM (off: the script vacuums after every run), QUICK=1
 # (1 round of 5 s runs, 1 s warm-up: about a minute), RESULTS_DIR, SKIP_INSTALL=1 (measure the
 # library already installed instead of running scripts/setup.sh and installing this checkout's
@@ -66,6 +68,8 @@ PROTOCOL=${PROTOCOL:-simple}
 BULK=${BULK:-1000}
 SCRIPTS=${SCRIPTS:-"update insert bulk"}
 AUTOVACUUM=${AUTOVACUUM:-off}
+QUIET_MAX=${QUIET_MAX:-10}
+QUIET_TIMEOUT=${QUIET_TIMEOUT:-180}
 TARGET=0.75
 PGROLL_SLOWDOWN=4.2
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
@@ -209,7 +213,7 @@ log "loaded from: $(q -c "SELECT current_setting('dynamic_library_path')")"
 log "settings:    $(q -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings
                             WHERE name IN ('shared_buffers', 'max_wal_size', 'min_wal_size', 'checkpoint_timeout', 'fsync',
                                            'synchronous_commit', 'full_page_writes', 'wal_level', 'autovacuum', 'jit', 'work_mem')")"
-log "run:         ROWS=$ROWS REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP CLIENTS=$CLIENTS THREADS=$THREADS PROTOCOL=$PROTOCOL BULK=$BULK SCRIPTS='$SCRIPTS'"
+log "run:         VARIANTS='${VARIANTS[*]}' ROWS=$ROWS REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP CLIENTS=$CLIENTS THREADS=$THREADS PROTOCOL=$PROTOCOL BULK=$BULK SCRIPTS='$SCRIPTS' QUIET_MAX=$QUIET_MAX QUIET_TIMEOUT=$QUIET_TIMEOUT"
 
 # ---------------------------------------------------------------------------------------------
 section "tables: $TABLES, $ROWS rows each; expand_column on all but t_without"
@@ -243,9 +247,10 @@ expand() {
 }
 for v in "${WITH[@]}"; do expand "$v" "${EXPAND[$v]}"; done
 if [ -n "${EXPAND[noset]:-}" ] && [[ " ${WITH[*]} " == *" noset "* ]]; then
-    fn=$(q -c "SELECT g.tgfoid::regproc FROM pg_trigger g WHERE g.tgrelid = 't_with_noset'::regclass AND NOT g.tgisinternal")
-    q -c "ALTER FUNCTION $fn() RESET search_path"
-    log "diagnostic: ALTER FUNCTION $fn() RESET search_path (proconfig now $(q -c "SELECT coalesce(proconfig::text, 'NULL') FROM pg_proc WHERE oid = '$fn'::regproc"))"
+    for fn in $(q -c "SELECT DISTINCT g.tgfoid::regprocedure FROM pg_trigger g WHERE g.tgrelid = 't_with_noset'::regclass AND NOT g.tgisinternal"); do
+        q -c "ALTER FUNCTION $fn RESET search_path"
+        log "diagnostic: ALTER FUNCTION $fn RESET search_path (its settings now: $(q -c "SELECT coalesce(proconfig::text, 'none') FROM pg_proc WHERE oid = '$fn'::regprocedure"))"
+    done
 fi
 
 # The new columns and the triggers must be there, and the backfill must have filled every row.
@@ -257,10 +262,10 @@ for v in "${WITH[@]}"; do
     [ -n "$trg" ] || fail "$t has no trigger after expand_column"
     log "$t triggers: $trg"
     log "$t trigger function: $(q -c "SELECT string_agg(format('%s, language %s, volatility %s, settings %s, %s bytes of source', p.oid::regprocedure, l.lanname, p.provolatile, coalesce(p.proconfig::text, 'none'), length(p.prosrc)), '; ')
-                                        FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid JOIN pg_language l ON l.oid = p.prolang
-                                       WHERE g.tgrelid = '$t'::regclass AND NOT g.tgisinternal")"
+                                        FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+                                       WHERE p.oid IN (SELECT g.tgfoid FROM pg_trigger g WHERE g.tgrelid = '$t'::regclass AND NOT g.tgisinternal)")"
     detail "  its definition:"
-    q -c "SELECT pg_get_functiondef(g.tgfoid) FROM pg_trigger g WHERE g.tgrelid = '$t'::regclass AND NOT g.tgisinternal" >"$WORK/fn-$v.sql"
+    q -c "SELECT pg_get_functiondef(f) FROM (SELECT DISTINCT g.tgfoid AS f FROM pg_trigger g WHERE g.tgrelid = '$t'::regclass AND NOT g.tgisinternal) d" >"$WORK/fn-$v.sql"
     detail_file "$WORK/fn-$v.sql"
     bad=$(q -c "SELECT count(*) FROM $t WHERE $c IS DISTINCT FROM ${UPEXPR[$v]}")
     [ "$bad" = 0 ] || fail "after the backfill, $bad rows of $t have $c IS DISTINCT FROM ${UPEXPR[$v]}"
@@ -312,19 +317,65 @@ pgbench_lat() { sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$1"; }
 pgbench_failed() { sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$1"; }
 pgbench_tx() { sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$1"; }
 
-declare -A TPS LAT WALTX RATIO
+# The machine may be shared: how much CPU went to anything else during a run. cpu_snapshot prints
+# the clock (s), the jiffies all CPUs spent busy (user, nice, system, irq, softirq), stolen by the
+# hypervisor, and used by this benchmark: the postmaster, its live children and the children it
+# reaped (the pgbench connections' backends), plus this shell's reaped children (pgbench).
+CLK_TCK=$(getconf CLK_TCK)
+NCPU=$(nproc)
+proc_jiffies() { sed 's/^.*) //' "$1" 2>/dev/null | awk -v c="$2" '{ s = $12 + $13; if (c) s += $14 + $15; print s }'; }
+cpu_snapshot() {
+    local pm ours p
+    pm=$(head -n 1 "$DATA/postmaster.pid")
+    ours=$(( $(proc_jiffies "/proc/$pm/stat" 1) + $(proc_jiffies "/proc/$$/stat" 1) - $(proc_jiffies "/proc/$$/stat" 0) ))
+    for p in $(pgrep -P "$pm"); do ours=$(( ours + $(proc_jiffies "/proc/$p/stat" 0 || echo 0) + 0 )); done
+    awk -v now="$(now)" -v ours="$ours" '/^cpu / { printf "%s %d %d %d\n", now, $2 + $3 + $4 + $7 + $8, $9, ours }' /proc/stat
+}
+# cpu_other BEFORE AFTER: the share of all CPUs' time spent on other processes, and stolen.
+cpu_other() {
+    awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" -v n="$NCPU" 'BEGIN { split(a, x, " "); split(b, y, " "); t = (y[1] - x[1]) * hz * n
+        o = (y[2] - x[2]) - (y[4] - x[4]); if (o < 0) o = 0
+        if (t > 0) printf "%.1f %.1f\n", 100 * o / t, 100 * (y[3] - x[3]) / t; else print "n/a n/a" }'
+}
+
+# wait_quiet: before a run, waits (up to QUIET_TIMEOUT s) until other processes use less than
+# QUIET_MAX% of the CPUs over a 2 s sample; prints what it waited, if anything.
+wait_quiet() {
+    local t0 c0 c1 other steal waited=0
+    t0=$(now)
+    while :; do
+        c0=$(cpu_snapshot); sleep 2; c1=$(cpu_snapshot)
+        read -r other steal < <(cpu_other "$c0" "$c1")
+        if awk -v o="$other" -v st="$steal" -v m="$QUIET_MAX" 'BEGIN { exit !(o + st < m) }'; then break; fi
+        waited=1
+        if awk -v e="$(sub "$t0" "$(now)")" -v m="$QUIET_TIMEOUT" 'BEGIN { exit !(e >= m) }'; then
+            echo "waited $(sub "$t0" "$(now)") s for the machine to quiet down, gave up (other processes ${other}%, stolen ${steal}%)"; return
+        fi
+    done
+    if [ "$waited" = 1 ]; then echo "waited $(sub "$t0" "$(now)") s for other processes to use < ${QUIET_MAX}% of the CPUs"; fi
+}
+
+declare -A TPS LAT WALTX RATIO OTHER
 PROBLEMS=()
 mkdir -p "$WORK/runs"
 
 # run_one SCRIPT VARIANT ROUND: a CHECKPOINT, pgbench for DURATION (WARMUP when ROUND is w), the
 # trigger's result checked, the inserted rows deleted, VACUUM ANALYZE.
 run_one() {
-    local s=$1 v=$2 r=$3 t=${TABLE[$2]} out=$WORK/runs/$1-$2-$3.out rc=0 secs=$DURATION w0 w1 tps lat failed tx bad=
+    local s=$1 v=$2 r=$3 t=${TABLE[$2]} out=$WORK/runs/$1-$2-$3.out rc=0 secs=$DURATION w0 w1 c0 c1 other steal quiet tps lat failed tx bad=
     [ "$r" = w ] && secs=$WARMUP
     q -c CHECKPOINT
+    if [ "$r" != w ]; then
+        quiet=$(wait_quiet)
+        if [ -n "$quiet" ]; then log "         $(printf '%-24s %-13s' "${SNAME[$s]}" "$t") $quiet"; fi
+    fi
     w0=$(wal_lsn)
+    c0=$(cpu_snapshot)
     PGAPPNAME=pgbench_sync "$PG_BIN/pgbench" -n -M "$PROTOCOL" -f "$WORK/$s-$v.sql" -c "$CLIENTS" -j "$THREADS" \
         -T "$secs" >"$out" 2>&1 || rc=$?
+    sleep 0.5   # the postmaster reaps the exiting backends
+    c1=$(cpu_snapshot)
+    read -r other steal < <(cpu_other "$c0" "$c1")
     w1=$(wal_lsn)
     tps=$(pgbench_tps "$out"); lat=$(pgbench_lat "$out"); failed=$(pgbench_failed "$out"); tx=$(pgbench_tx "$out")
     if [ -n "${NEWCOL[$v]:-}" ]; then
@@ -337,13 +388,13 @@ run_one() {
         tps=n/a
     fi
     if [ "$r" = w ]; then
-        log "warm-up  $(printf '%-24s %-13s' "${SNAME[$s]}" "$t") $secs s: tps ${tps:-n/a}"
+        log "warm-up  $(printf '%-24s %-13s' "${SNAME[$s]}" "$t") $secs s: tps ${tps:-n/a}; CPU of other processes ${other}%, stolen ${steal}%"
         return
     fi
-    TPS[$s,$v,$r]=${tps:-n/a}; LAT[$s,$v,$r]=${lat:-n/a}
+    TPS[$s,$v,$r]=${tps:-n/a}; LAT[$s,$v,$r]=${lat:-n/a}; OTHER[$s,$v,$r]="$other $steal"
     WALTX[$s,$v,$r]=$(q -c "SELECT CASE WHEN ${tx:-0} > 0 THEN round(pg_wal_lsn_diff('$w1', '$w0') / 1024.0 / ${tx:-0}, 2) ELSE NULL END")
     WALTX[$s,$v,$r]=${WALTX[$s,$v,$r]:-n/a}
-    log "round $r  $(printf '%-24s %-13s' "${SNAME[$s]}" "$t") tps ${TPS[$s,$v,$r]}, latency avg ${LAT[$s,$v,$r]} ms, $tx transactions, WAL $(wal_mb "$w0" "$w1") MB (${WALTX[$s,$v,$r]} kB/tx), failed ${failed:-?}, exit $rc${bad:+, rows with ${NEWCOL[$v]} <> up(amount): $bad}"
+    log "round $r  $(printf '%-24s %-13s' "${SNAME[$s]}" "$t") tps ${TPS[$s,$v,$r]}, latency avg ${LAT[$s,$v,$r]} ms, $tx transactions, WAL $(wal_mb "$w0" "$w1") MB (${WALTX[$s,$v,$r]} kB/tx, full-page images included), failed ${failed:-?}, exit $rc${bad:+, rows with ${NEWCOL[$v]} <> up(amount): $bad}; CPU of other processes ${other}%, stolen ${steal}% (of $NCPU CPUs)"
     detail_file "$out"
 }
 
@@ -376,15 +427,15 @@ section "summary"
 {
     echo "pgbench -n -M $PROTOCOL -c $CLIENTS -j $THREADS -T $DURATION on $ROWS-row tables, $REPEAT round(s)."
     echo "TPS: the median, each round's TPS in brackets. with/without: median TPS / median TPS of t_without, in brackets the"
-    echo "same ratio within each round. Latency: pgbench's average, median of the rounds. WAL: kB per transaction, median."
-    fmt='%-22s | %-13s | %-30s | %-24s | %-8s | %-8s\n'
+    echo "same ratio within each round. Latency: pgbench's average, median of the rounds."
+    fmt='%-22s | %-13s | %-30s | %-24s | %-8s\n'
     # shellcheck disable=SC2059
-    printf "$fmt" script table "TPS [rounds]" "with/without [rounds]" "lat ms" "WAL kB"
-    printf '%s\n' "-----------------------+---------------+--------------------------------+--------------------------+----------+---------"
+    printf "$fmt" script table "TPS [rounds]" "with/without [rounds]" "lat ms"
+    printf '%s\n' "-----------------------+---------------+--------------------------------+--------------------------+---------"
     for s in $SCRIPTS; do
         for v in "${VARIANTS[@]}"; do
-            vals=(); lats=(); wals=()
-            for r in $(seq 1 "$REPEAT"); do vals+=("${TPS[$s,$v,$r]}"); lats+=("${LAT[$s,$v,$r]}"); wals+=("${WALTX[$s,$v,$r]}"); done
+            vals=(); lats=()
+            for r in $(seq 1 "$REPEAT"); do vals+=("${TPS[$s,$v,$r]}"); lats+=("${LAT[$s,$v,$r]}"); done
             TPS[$s,$v]=$(median "${vals[@]}")
             cell="$(fmt0 "${TPS[$s,$v]}") [$(for x in "${vals[@]}"; do printf '%s/' "$(fmt0 "$x")"; done | sed 's:/$::')]"
             rcell=
@@ -393,7 +444,7 @@ section "summary"
                 rcell="${RATIO[$s,$v]} [$(for r in $(seq 1 "$REPEAT"); do printf '%s/' "$(ratio "${TPS[$s,$v,$r]}" "${TPS[$s,without,$r]}")"; done | sed 's:/$::')]"
             fi
             # shellcheck disable=SC2059
-            printf "$fmt" "${SNAME[$s]}" "${TABLE[$v]}" "$cell" "$rcell" "$(median "${lats[@]}")" "$(median "${wals[@]}")"
+            printf "$fmt" "${SNAME[$s]}" "${TABLE[$v]}" "$cell" "$rcell" "$(median "${lats[@]}")"
         done
     done
     echo
@@ -406,6 +457,14 @@ section "summary"
     fi
     echo
     echo "Target with/without >= $TARGET:$(for s in $SCRIPTS; do for v in "${WITH[@]}"; do x=${RATIO[$s,$v]}; printf ' %s %s %s %s;' "$s" "${TABLE[$v]}" "$x" "$(awk -v x="$x" -v t="$TARGET" 'BEGIN { print (x != "n/a" && x >= t) ? "met" : "MISSED" }')"; done; done)"
+    echo
+    others=(); worst=
+    for s in $SCRIPTS; do for v in "${VARIANTS[@]}"; do for r in $(seq 1 "$REPEAT"); do
+        read -r o st <<<"${OTHER[$s,$v,$r]}"; others+=("$o")
+        if awk -v o="$o" -v st="$st" 'BEGIN { exit !(o + st >= 5) }'; then worst+=" $s/${TABLE[$v]}/round $r: ${o}% + ${st}% stolen;"; fi
+    done; done; done
+    echo "CPU used by other processes (not this cluster or pgbench) during the timed runs: median $(median "${others[@]}")%, max $(printf '%s\n' "${others[@]}" | sort -g | tail -n 1)% of $NCPU CPUs."
+    echo "Runs with >= 5% of the CPUs taken by other processes or stolen:${worst:- none}"
     if [ "${#PROBLEMS[@]}" = 0 ]; then
         echo "Problems: none (every pgbench run exited 0 with 0 failed transactions; after every run, 0 rows of the expanded tables had new column <> up(amount))"
     else
