@@ -25,17 +25,20 @@
 #           (each client its own 1000-row blocks, so that two clients never wait for each other)
 # pgbench -n -M PROTOCOL -c CLIENTS -j THREADS -T DURATION. REPEAT rounds; in each round, for each
 # script, the tables in a rotated order (without up cast, up cast without, cast without up).
-# Every run starts after a CHECKPOINT (and once the machine is quiet, see QUIET_MAX); after it, the trigger's result is checked on the expanded
-# tables (rows where the new column differs from up(amount): must be 0), the rows an insert run
-# added are deleted, and the table is VACUUM ANALYZEd. An untimed warm-up of every script on every
-# table comes first. The table reports the median TPS and the ratio with/without (target >= 0.75).
+# Every run starts after a CHECKPOINT, once the machine is quiet (see QUIET_MAX); after it, the
+# trigger's result is checked on the expanded tables (rows where the new column differs from
+# up(amount): must be 0), the rows an insert run added are deleted, and the table is VACUUM
+# ANALYZEd. An untimed warm-up of every script on every table comes first. The summary reports
+# the median TPS, the ratio with/without (target >= 0.75), and how much CPU other processes took
+# during each run.
 #
 # Environment: VARIANTS ("without up cast"; "without up cast noset" adds the diagnostic table),
 # ROWS (200000), REPEAT (3), DURATION (15 s), WARMUP (3 s; 0 skips), CLIENTS (2),
 # THREADS (2), PROTOCOL (simple|extended|prepared, default simple), BULK (1000), QUIET_MAX (10) and
 # QUIET_TIMEOUT (180 s): before each timed run, wait up to QUIET_TIMEOUT s until the processes that
 # are not this benchmark's use under QUIET_MAX% of the CPUs (a shared machine; 100 disables it),
-# SCRIPTS ("update insert bulk"), AUTOVACUUM (off: the script vacuums after every run), QUICK=1
+# SCRIPTS ("update insert bulk"), AUTOVACUUM (off: the script vacuums after every run),
+# WAL_PRECREATE_MB (WAL written once before the runs so that they recycle segments), QUICK=1
 # (1 round of 5 s runs, 1 s warm-up: about a minute), RESULTS_DIR, SKIP_INSTALL=1 (measure the
 # library already installed instead of running scripts/setup.sh and installing this checkout's
 # build first). The cluster, its data and logs live in a temporary directory removed on exit, also
@@ -398,6 +401,15 @@ run_one() {
     detail_file "$out"
 }
 
+# WAL segments: a bulk run writes over a GB of WAL. The first run that writes more than any run
+# before it creates new 16 MB segment files, the later ones recycle them (min_wal_size = 8GB).
+# Written once here, so that no timed run pays for creating them.
+WAL_PRECREATE_MB=${WAL_PRECREATE_MB:-$(( DURATION * 200 > 1024 ? DURATION * 200 : 1024 ))}
+t0=$(now)
+q -c "SELECT count(pg_logical_emit_message(false, 'sync_trigger bench', repeat('x', 1048576))) FROM generate_series(1, $WAL_PRECREATE_MB)" >/dev/null
+q -c CHECKPOINT
+log "pre-created WAL segments: $WAL_PRECREATE_MB MB written in $(sub "$t0" "$(now)") s; pg_wal now holds $(q -c "SELECT count(*) || ' files, ' || pg_size_pretty(sum(size)) FROM pg_ls_waldir()")"
+
 if [ "$WARMUP" != 0 ]; then
     section "warm-up (not counted): every script on every table, $WARMUP s each"
     for s in $SCRIPTS; do for v in "${VARIANTS[@]}"; do run_one "$s" "$v" w; done; done
@@ -416,6 +428,9 @@ for r in $(seq 1 "$REPEAT"); do
     done
 done
 log "timed rounds took $(sub "$t_runs" "$(now)") s; sizes at the end: $(sizes)"
+q -c "SELECT pg_stat_force_next_flush()" >/dev/null
+log "updates since the start, from pg_stat_user_tables (the warm-up and the backfill included): $(q -c "SELECT string_agg(format('%s %s updated, %s%% HOT', relname, n_tup_upd, round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0), 1)), '; ' ORDER BY relname)
+                                                       FROM pg_stat_user_tables WHERE relname IN ('$(echo "$TABLES" | sed "s/, /', '/g")')")"
 
 log "server log lines about pg_migrate, errors and checkpoints:"
 grep -E 'pg_migrate|ERROR|FATAL|PANIC|terminated by signal|checkpoint starting: (wal|time)' "$WORK/server.log" | grep -v 'checkpoint starting: immediate' |
@@ -427,15 +442,16 @@ section "summary"
 {
     echo "pgbench -n -M $PROTOCOL -c $CLIENTS -j $THREADS -T $DURATION on $ROWS-row tables, $REPEAT round(s)."
     echo "TPS: the median, each round's TPS in brackets. with/without: median TPS / median TPS of t_without, in brackets the"
-    echo "same ratio within each round. Latency: pgbench's average, median of the rounds."
-    fmt='%-22s | %-13s | %-30s | %-24s | %-8s\n'
+    echo "same ratio within each round. Latency: pgbench's average; WAL: kB per transaction, full-page images included (each"
+    echo "run starts after a CHECKPOINT); both the median of the rounds."
+    fmt='%-22s | %-13s | %-30s | %-24s | %-8s | %-8s\n'
     # shellcheck disable=SC2059
-    printf "$fmt" script table "TPS [rounds]" "with/without [rounds]" "lat ms"
-    printf '%s\n' "-----------------------+---------------+--------------------------------+--------------------------+---------"
+    printf "$fmt" script table "TPS [rounds]" "with/without [rounds]" "lat ms" "WAL kB"
+    printf '%s\n' "-----------------------+---------------+--------------------------------+--------------------------+----------+---------"
     for s in $SCRIPTS; do
         for v in "${VARIANTS[@]}"; do
-            vals=(); lats=()
-            for r in $(seq 1 "$REPEAT"); do vals+=("${TPS[$s,$v,$r]}"); lats+=("${LAT[$s,$v,$r]}"); done
+            vals=(); lats=(); wals=()
+            for r in $(seq 1 "$REPEAT"); do vals+=("${TPS[$s,$v,$r]}"); lats+=("${LAT[$s,$v,$r]}"); wals+=("${WALTX[$s,$v,$r]}"); done
             TPS[$s,$v]=$(median "${vals[@]}")
             cell="$(fmt0 "${TPS[$s,$v]}") [$(for x in "${vals[@]}"; do printf '%s/' "$(fmt0 "$x")"; done | sed 's:/$::')]"
             rcell=
@@ -444,7 +460,7 @@ section "summary"
                 rcell="${RATIO[$s,$v]} [$(for r in $(seq 1 "$REPEAT"); do printf '%s/' "$(ratio "${TPS[$s,$v,$r]}" "${TPS[$s,without,$r]}")"; done | sed 's:/$::')]"
             fi
             # shellcheck disable=SC2059
-            printf "$fmt" "${SNAME[$s]}" "${TABLE[$v]}" "$cell" "$rcell" "$(median "${lats[@]}")"
+            printf "$fmt" "${SNAME[$s]}" "${TABLE[$v]}" "$cell" "$rcell" "$(median "${lats[@]}")" "$(median "${wals[@]}")"
         done
     done
     echo
