@@ -39,10 +39,10 @@
 # are not this benchmark's use under QUIET_MAX% of the CPUs (a shared machine; 100 disables it),
 # SCRIPTS ("update insert bulk"), AUTOVACUUM (off: the script vacuums after every run),
 # WAL_PRECREATE_MB (WAL written once before the runs so that they recycle segments), QUICK=1
-# (1 round of 5 s runs, 1 s warm-up: about a minute), RESULTS_DIR, SKIP_INSTALL=1 (measure the
-# library already installed instead of running scripts/setup.sh and installing this checkout's
-# build first). The cluster, its data and logs live in a temporary directory removed on exit, also
-# on failure.
+# (1 round of 5 s runs, 1 s warm-up: about a minute and a half), RESULTS_DIR, SKIP_INSTALL=1
+# (measure the library already installed instead of running scripts/setup.sh and installing this
+# checkout's build first). The cluster, its data and logs live in a temporary directory removed on
+# exit, also on failure.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO"
