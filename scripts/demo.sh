@@ -218,7 +218,45 @@ SQL
 wait "$WRITER_PID"
 WRITER_PID=
 
-say "11. roll back the latest version"
+say "11. expand/contract: users.email from text to varchar(320) while the application keeps writing"
+explain "migrate.expand_column adds email_new (no rewrite), a generated sync trigger that keeps both columns in step for every write, and a backfill job. The old application keeps writing email; a new one could write email_new. contract, once the backfill is done, rebuilds the UNIQUE constraint concurrently on the new column and swaps the columns in one short transaction: the column keeps its name."
+sql <<'SQL'
+SELECT migrate.expand_column('users', 'email', new_type => 'varchar(320)') AS change \gset
+SQL
+explain "Meanwhile a client changes the email of random users through the old column, with lock_timeout = 1s."
+"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 <<'SQL' &
+SET lock_timeout = '1s';
+DO $$
+DECLARE
+    n int := 0;
+    started timestamptz := clock_timestamp();
+    target bigint;
+BEGIN
+    LOOP
+        target := 1 + (random() * 999999)::bigint;
+        UPDATE users SET email = format('user%s+%s@example.com', target, n) WHERE id = target;
+        n := n + 1;
+        COMMIT;
+        EXIT WHEN clock_timestamp() - started > interval '3 minutes'
+               OR (n % 100 = 0 AND NOT EXISTS (SELECT FROM migrate.changes));
+    END LOOP;
+    RAISE NOTICE 'client: % email changes through the old column during expand, backfill and contract, none failed', n;
+END $$;
+SQL
+WRITER_PID=$!
+sql <<'SQL'
+SELECT max(change) AS change FROM migrate.changes \gset
+CALL migrate.wait_change(:change);
+SELECT change, kind, "table", "column", new_column, phase, contract_will FROM migrate.changes;
+SELECT count(*) AS rows_out_of_step FROM users WHERE email_new IS DISTINCT FROM email;
+SELECT migrate.contract(:change) AS job \gset
+CALL migrate.wait(:job);
+\d users
+SQL
+wait "$WRITER_PID"
+WRITER_PID=
+
+say "12. roll back the latest version"
 explain "migrate.rollback() runs the recorded down SQL of the latest applied version. Its DROP INDEX CONCURRENTLY runs in a job as well: the version is 'rolling_back' until the job ends."
 sql <<'SQL'
 SELECT migrate.rollback();
@@ -227,7 +265,7 @@ CALL migrate.wait(:job);
 SELECT version, state, applied_at, has_down FROM migrate.status();
 SQL
 
-say "12. roll back everything after the first version"
+say "13. roll back everything after the first version"
 explain "migrate.rollback_to(version) keeps that version and rolls back every newer one, newest first."
 sql <<SQL
 SELECT * FROM migrate.rollback_to('$V1');
@@ -235,7 +273,7 @@ SELECT version, state, applied_at, has_down FROM migrate.status();
 SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position;
 SQL
 
-say "13. the audit trail: migrate.events (append-only)"
+say "14. the audit trail: migrate.events (append-only)"
 sql -c 'SELECT version, action, from_state, to_state, actor, at FROM migrate.events ORDER BY id;'
 
 say "done: the scratch cluster is stopped and removed on exit"
