@@ -168,13 +168,13 @@ fn made_by_version(version: &str) -> Vec<i64> {
 }
 
 /// Soft-dropped columns still in place, of `relation` or of every table: (change, table, column).
-pub fn deprecated(relation: Option<pg_sys::Oid>) -> Vec<(i64, pg_sys::Oid, String, String)> {
+pub fn deprecated(relation: Option<pg_sys::Oid>) -> Vec<(i64, pg_sys::Oid, String)> {
     let user = unsafe { pg_sys::GetUserId() };
     as_extension_owner(|| {
         Spi::connect(|client| {
             client
                 .select(
-                    "SELECT change, relation, table_name, new_column::text FROM migrate.all_changes
+                    "SELECT change, relation, new_column::text FROM migrate.all_changes
                       WHERE kind = 'drop_column' AND phase = 'open' AND ($1::oid IS NULL OR relation = $1)
                         AND pg_catalog.pg_has_role($2::oid, owner, 'MEMBER')
                       ORDER BY change",
@@ -182,15 +182,8 @@ pub fn deprecated(relation: Option<pg_sys::Oid>) -> Vec<(i64, pg_sys::Oid, Strin
                     &[relation.into(), user.into()],
                 )
                 .map(|rows| {
-                    rows.filter_map(|r| {
-                        Some((
-                            r.get::<i64>(1).ok()??,
-                            r.get::<pg_sys::Oid>(2).ok()??,
-                            r.get::<String>(3).ok()??,
-                            r.get::<String>(4).ok()??,
-                        ))
-                    })
-                    .collect()
+                    rows.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<pg_sys::Oid>(2).ok()??, r.get::<String>(3).ok()??)))
+                        .collect()
                 })
                 .unwrap_or_default()
         })

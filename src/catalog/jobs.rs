@@ -3,6 +3,7 @@
 
 use crate::ddl::classify::TopLevel;
 use crate::ddl::retry::Limits;
+use crate::ddl::script::Statement;
 use crate::ddl::session::as_extension_owner;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -23,6 +24,20 @@ pub struct Step {
 }
 
 impl Step {
+    /// Statement `s` of a script of `total` statements; `origin` is the migration version and
+    /// direction (up | down) it belongs to, if any.
+    pub fn of(s: &Statement, total: usize, origin: Option<(&str, &str)>) -> Step {
+        Step {
+            version: origin.map(|(v, _)| v.to_string()),
+            direction: origin.map(|(_, d)| d.to_string()),
+            number: s.number,
+            total,
+            line: s.line,
+            sql: s.sql.clone(),
+            top_level: s.top_level.clone(),
+        }
+    }
+
     /// Whether the step waits for locks with migrate.lock_timeout and retries. Not for
     /// CONCURRENTLY builds and plain VACUUM: their waits block no application traffic, and a
     /// lock_timeout would cancel them while they wait for old transactions to finish.

@@ -169,7 +169,8 @@ fn drop_column(tbl: Option<PgRelation>, col: Option<&str>) -> i64 {
 #[pg_extern(name = "purge_deprecated")]
 #[search_path(pg_catalog, pg_temp)]
 fn purge_deprecated(tbl: default!(Option<PgRelation>, "NULL")) -> SetOfIterator<'static, String> {
-    SetOfIterator::new(objects::purge_deprecated(tbl.map(|t| { let o = t.oid(); drop(t); o })).or_raise())
+    let table = tbl.map(|t| oid(Some(t), "tbl")).transpose();
+    SetOfIterator::new(table.and_then(objects::purge_deprecated).or_raise())
 }
 
 /// Appends a value to an enum type (enum values are append-only).
@@ -185,7 +186,7 @@ fn add_enum_value(
         let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regtype($1)::oid", &[typ.into()]).ok().flatten().ok_or_else(|| {
             Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("type \"{typ}\" does not exist")).hint("Pass the enum type's name, schema-qualified if it is not on your search_path.")
         })?;
-        objects::add_enum_value(oid, Some(required(value, "value")?), before, after)
+        objects::add_enum_value(oid, value, before, after)
     })()
     .or_raise()
 }

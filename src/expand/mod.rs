@@ -53,11 +53,6 @@ fn refuse_second_change(table: &Table) -> Result<()> {
 fn submit_steps(label: &str, statements: &[String]) -> Result<i64> {
     let text: String = statements.iter().map(|s| format!("{s};\n")).collect();
     let script = script::parse_labeled(Direction::Up, label, &text)?;
-    let total = script.statements.len();
-    let steps: Vec<Step> = script
-        .statements
-        .iter()
-        .map(|s| Step { version: None, direction: None, number: s.number, total, line: s.line, sql: s.sql.clone(), top_level: s.top_level.clone() })
-        .collect();
+    let steps: Vec<Step> = script.statements.iter().map(|s| Step::of(s, script.statements.len(), None)).collect();
     crate::worker::submit(&steps)
 }

@@ -3,7 +3,7 @@
 //! `abort` (and a migration's generated down SQL) can undo it.
 
 use super::facts::{self, Table};
-use super::rewrite::quote;
+use super::rewrite::{quote, shorten, MAX_IDENTIFIER};
 use crate::catalog::changes::{self, New};
 use crate::ddl::retry::run_generated;
 use crate::ddl::script;
@@ -154,7 +154,7 @@ pub fn create_index(oid: pg_sys::Oid, definition: Option<&str>, name: Option<&st
     let columns = index_columns(&probe)?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => n.to_string(),
-        None => truncate(&format!("{}_{}_idx", table.relname, columns.join("_"))),
+        None => shorten(&format!("{}_{}_idx", table.relname, columns.join("_")), MAX_IDENTIFIER).to_string(),
     };
     let exists = Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relname = $1 AND relnamespace = $2::regnamespace)",
@@ -213,31 +213,22 @@ fn index_columns(probe: &str) -> Result<Vec<String>> {
     })
 }
 
-/// Identifiers longer than 63 bytes are cut by Postgres; cut here so the name pg_migrate reports is the real one.
-fn truncate(name: &str) -> String {
-    let mut end = name.len().min(63);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].to_string()
-}
-
 pub fn drop_index(index: pg_sys::Oid) -> Result<i64> {
     let row = with_pinned_search_path(|| {
         Spi::get_three_with_args::<pg_sys::Oid, String, String>(
-            "SELECT i.indrelid, pg_catalog.pg_get_indexdef(i.indexrelid),
-                    pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+            "SELECT i.indrelid, pg_catalog.pg_get_indexdef(i.indexrelid), c.relname::text
                FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               WHERE i.indexrelid = $1",
             &[index.into()],
         )
     })
     .unwrap_or((None, None, None));
-    let (Some(table_oid), Some(definition), Some(qualified)) = row else {
+    let (Some(table_oid), Some(definition), Some(name)) = row else {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, "idx must be an index").hint("Pass the index's name, for example 'orders_email_idx'."));
     };
     let table = with_pinned_search_path(|| Table::of(table_oid))?;
+    // An index lives in its table's schema.
+    let qualified = format!("{}.{}", quote(&table.schema), quote(&name));
     let constraint = Spi::get_one_with_args::<String>("SELECT conname::text FROM pg_catalog.pg_constraint WHERE conindid = $1 AND conrelid = $2", &[index.into(), table_oid.into()])
         .ok()
         .flatten();
@@ -248,7 +239,6 @@ pub fn drop_index(index: pg_sys::Oid) -> Result<i64> {
         )
         .hint("Nothing was changed. Drop the constraint with ALTER TABLE ... DROP CONSTRAINT in a migration instead."));
     }
-    let name = qualified.rsplit_once('.').map(|(_, n)| n.trim_matches('"').replace("\"\"", "\"")).unwrap_or_default();
     let job = super::submit_steps(&format!("drop of index {qualified}"), &[format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}")])?;
     let change = record(Made {
         kind: "drop_index",
@@ -282,7 +272,7 @@ pub fn drop_column(oid: pg_sys::Oid, column: Option<&str>) -> Result<i64> {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, format!("column {} is part of the primary key of {}", quote(column), table.name))
             .hint("Nothing was changed. Give the table another primary key first."));
     }
-    let deprecated = truncate(&format!("{column}_deprecated"));
+    let deprecated = shorten(&format!("{column}_deprecated"), MAX_IDENTIFIER).to_string();
     if with_pinned_search_path(|| table.has_column(&deprecated)) {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN, format!("column {} of table {} already exists", quote(&deprecated), table.name))
             .hint("Nothing was changed. Purge it first with SELECT migrate.purge_deprecated(...)."));
@@ -316,7 +306,7 @@ pub fn drop_column(oid: pg_sys::Oid, column: Option<&str>) -> Result<i64> {
 /// Drops the soft-dropped columns of `table` (or of every table) for real.
 pub fn purge_deprecated(table: Option<pg_sys::Oid>) -> Result<Vec<String>> {
     let mut purged = Vec::new();
-    for (change, oid, _, column) in changes::deprecated(table) {
+    for (change, oid, column) in changes::deprecated(table) {
         let Ok(table) = with_pinned_search_path(|| Table::of(oid)) else {
             changes::set_phase(change, "done", None);
             continue;
@@ -336,9 +326,7 @@ pub fn purge_deprecated(table: Option<pg_sys::Oid>) -> Result<Vec<String>> {
 }
 
 pub fn add_enum_value(typ: pg_sys::Oid, value: Option<&str>, before: Option<&str>, after: Option<&str>) -> Result<i64> {
-    let value = value.filter(|v| !v.is_empty()).ok_or_else(|| {
-        Failure::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "value must not be NULL or empty").hint("For example 'shipped'.")
-    })?;
+    let value = required(value, "value", "'shipped'")?;
     let (name, is_enum) = with_pinned_search_path(|| {
         Spi::get_two_with_args::<String, bool>("SELECT $1::regtype::text, typtype = 'e' FROM pg_catalog.pg_type WHERE oid = $1", &[typ.into()])
     })

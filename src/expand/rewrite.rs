@@ -57,6 +57,19 @@ pub fn referenced(expr: &str, label: &str) -> Result<Vec<String>> {
     Ok(walk(&text, label, expr)?.references.into_iter().map(|r| r.column).collect())
 }
 
+/// The longest identifier Postgres keeps (NAMEDATALEN - 1 bytes); longer ones are cut.
+pub const MAX_IDENTIFIER: usize = 63;
+
+/// `name` cut to at most `bytes` bytes, at a character boundary: the name Postgres would keep,
+/// so that the name pg_migrate reports is the real one.
+pub fn shorten(name: &str, bytes: usize) -> &str {
+    let mut end = name.len().min(bytes);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }

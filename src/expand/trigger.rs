@@ -37,10 +37,7 @@ fn update_trigger_name(change: i64) -> String {
 /// installation (whose change ids started again at 1) does not stand in the way.
 pub fn function_name(table: &Table, change: i64) -> String {
     let suffix = format!("_migrate_sync_{change}");
-    let mut prefix = table.relname.clone();
-    while prefix.len() + suffix.len() > 63 {
-        prefix.pop();
-    }
+    let prefix = rewrite::shorten(&table.relname, rewrite::MAX_IDENTIFIER - suffix.len());
     format!("{}.{}", quote(&table.schema), quote(&format!("{prefix}{suffix}")))
 }
 

@@ -70,17 +70,10 @@ impl Drop for Running {
 
 /// The statements a background job runs for `version`.
 pub fn steps_of(version: &str, script: &Script, statements: &[Statement]) -> Vec<Step> {
+    let origin = Some((version, script.direction.as_str()));
     statements
         .iter()
-        .map(|s| Step {
-            version: Some(version.to_string()),
-            direction: Some(script.direction.as_str().to_string()),
-            number: s.number,
-            total: script.statements.len(),
-            line: s.line,
-            sql: s.sql.clone(),
-            top_level: s.top_level.clone(),
-        })
+        .map(|s| Step::of(s, script.statements.len(), origin))
         .collect()
 }
 

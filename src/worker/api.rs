@@ -31,16 +31,7 @@ fn queue_statement(sql: Option<&str>) -> Result<i64> {
         .hint("Call migrate.run_async() once per statement, or use migrate.apply() for a script."));
     }
     launch::resume_orphans();
-    let stmt = &script.statements[0];
-    let step = Step {
-        version: None,
-        direction: None,
-        number: 1,
-        total: 1,
-        line: stmt.line,
-        sql: stmt.sql.clone(),
-        top_level: stmt.top_level.clone(),
-    };
+    let step = Step::of(&script.statements[0], 1, None);
     let job = super::submit(&[step])?;
     notice(format!("pg_migrate: job {job} starts when this transaction commits; follow it with CALL migrate.wait({job})"));
     Ok(job)
