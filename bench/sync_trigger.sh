@@ -47,13 +47,6 @@ set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO"
 
-# Like the demo: the prerequisites (PostgreSQL 15 with pgbench, cargo-pgrx) and this checkout's
-# build of the extension (cargo pgrx install's default, unoptimised debug profile).
-if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-    "$REPO/scripts/setup.sh"
-    install_extension
-fi
-
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
     REPEAT=${REPEAT:-1}
@@ -100,99 +93,17 @@ if [ "${VARIANTS[0]}" != without ] || [ "${#WITH[@]}" = 0 ]; then echo "VARIANTS
 TABLES=$(for v in "${VARIANTS[@]}"; do printf '%s, ' "${TABLE[$v]}"; done | sed 's/, $//')
 declare -A SNAME=([update]="update 1 row" [insert]="insert 1 row" [bulk]="bulk update $BULK rows")
 
-# The installed library. A reinstall (cargo pgrx install rewrites the file in place) crashes the
-# backends that have it loaded, so the cluster loads a copy taken at the start: the control file's
-# module_pathname is 'pg_migrate', found through dynamic_library_path, which lists the copy's
-# directory first.
-SO=$("$PG_CONFIG" --pkglibdir)/pg_migrate.so
-SO_STAMP=
-so_replaced() {
-    local now
-    now=$(stat -c '%y' "$SO" 2>/dev/null | cut -d. -f1)
-    if [ "$now" != "$SO_STAMP" ]; then echo "note: the installed $SO was replaced during the run (it was from $SO_STAMP, it is now from $now); this run used the copy taken at the start"; fi
-}
-# snapshot_library: copies the installed library to $WORK/lib (a new file, renamed into place).
-snapshot_library() {
-    mkdir -p "$WORK/lib"
-    for _ in 1 2 3 4 5 6; do
-        SO_STAMP=$(stat -c '%y' "$SO" | cut -d. -f1)
-        cp "$SO" "$WORK/lib/pg_migrate.so.new"
-        if cmp -s "$SO" "$WORK/lib/pg_migrate.so.new" && [ "$(stat -c '%y' "$SO" | cut -d. -f1)" = "$SO_STAMP" ]; then
-            mv -f "$WORK/lib/pg_migrate.so.new" "$WORK/lib/pg_migrate.so"
-            return
-        fi
-        sleep 5
-    done
-    echo "could not copy $SO: it keeps changing" >&2
-    return 1
-}
+source "$REPO/bench/lib.sh"
+bench_install
 
 # ---------------------------------------------------------------------------------------------
-scratch_dir sync
-BG_PIDS=()
-
-cleanup() {
-    local rc=$?
-    set +e
-    cd /
-    for pid in "${BG_PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
-    done
-    if [ "$rc" != 0 ]; then so_replaced >&2; fi
-    if [ "$rc" != 0 ] && [ -f "$WORK/server.log" ]; then
-        cp "$WORK/server.log" "${RESULTS%.txt}-server.log"
-        echo "the server log is kept in ${RESULTS%.txt}-server.log" >&2
-    fi
-    stop_scratch_cluster
-    if [ "$rc" != 0 ]; then echo "benchmark failed (exit code $rc); the scratch cluster was stopped and removed" >&2; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-mkdir -p "$RESULTS_DIR"
-: >"$RESULTS"
-# What is worth keeping goes to stdout and to the results file; detail() only to the file.
-log() { printf '%s\n' "$*" | tee -a "$RESULTS"; }
+bench_start sync
 detail() { printf '%s\n' "$*" >>"$RESULTS"; }
 detail_file() { sed 's/^/    /' "$1" >>"$RESULTS"; }
-section() { say "$*"; printf '\n== %s\n' "$*" >>"$RESULTS"; }
 fail() { log "ERROR: $*"; exit 1; }
-
-say "starting a scratch PostgreSQL $PG_MAJOR cluster (data in $WORK)"
-start_scratch_cluster
-snapshot_library
-export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres PGDATABASE=bench PGAPPNAME=pg_migrate_bench
-unset PGSERVICE PGPASSWORD PGOPTIONS
-
-# psql: no psqlrc, stop at the first error, unaligned tuples only.
-q() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -tA "$@"; }
-
-# Same settings as bench/backfill.sh (fsync = off from scripts/lib.sh is kept: CPU-bound runs),
-# except autovacuum, off by default: each run is followed by a VACUUM ANALYZE of its table, and
+# autovacuum is off by default here: each run is followed by a VACUUM ANALYZE of its table, and
 # an autovacuum that lands in some runs and not in others would only add noise.
-q -d postgres <<SQL
-ALTER SYSTEM SET shared_buffers = '1GB';
-ALTER SYSTEM SET max_wal_size = '20GB';
-ALTER SYSTEM SET min_wal_size = '8GB';
-ALTER SYSTEM SET checkpoint_timeout = '1h';
-ALTER SYSTEM SET maintenance_work_mem = '512MB';
-ALTER SYSTEM SET synchronous_commit = 'on';
-ALTER SYSTEM SET autovacuum = '$AUTOVACUUM';
-ALTER SYSTEM SET log_checkpoints = 'on';
-ALTER SYSTEM SET dynamic_library_path = '$WORK/lib:\$libdir';
-SQL
-as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 restart >/dev/null ||
-    { cat "$WORK/server.log" >&2; exit 1; }
-q -d postgres -c 'CREATE DATABASE bench'
-q -c 'CREATE EXTENSION pg_migrate'
-# The extension's SQL script must match the copy: taken again if a reinstall came in between.
-if [ -n "$(so_replaced)" ]; then
-    q -c 'DROP EXTENSION pg_migrate'
-    snapshot_library
-    q -c 'CREATE EXTENSION pg_migrate'
-fi
+bench_cluster
 if [ "$(q -c "SELECT count(*) FROM pg_proc WHERE proname = 'expand_column' AND pronamespace = 'migrate'::regnamespace")" = 0 ]; then
     fail "the installed pg_migrate ($SO) has no migrate.expand_column(): install a build with the expand/contract API"
 fi
@@ -205,14 +116,7 @@ median() { printf '%s\n' "$@" | { grep -v '^n/a$' || true; } | sort -g | awk '{ 
 wal_lsn() { q -c 'SELECT pg_current_wal_lsn()'; }
 wal_mb() { q -c "SELECT round(pg_wal_lsn_diff('$2', '$1') / 1048576.0, 1)"; }
 
-section "machine and settings"
-log "date:        $(date -u '+%Y-%m-%d %H:%M UTC')"
-log "cpus:        $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
-log "memory:      $(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo)"
-log "postgres:    $(q -c 'SELECT version()')"
-log "pgbench:     $("$PG_BIN/pgbench" --version)"
-log "pg_migrate:  $(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_migrate'"), a copy of $SO from $SO_STAMP UTC (md5 $(md5sum "$WORK/lib/pg_migrate.so" | cut -c1-12)); repository HEAD then: $(git -C "$REPO" log -1 --format='%h %cd' --date=format:'%Y-%m-%d %H:%M' 2>/dev/null || echo '?')"
-log "loaded from: $(q -c "SELECT current_setting('dynamic_library_path')")"
+log_machine
 log "settings:    $(q -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings
                             WHERE name IN ('shared_buffers', 'max_wal_size', 'min_wal_size', 'checkpoint_timeout', 'fsync',
                                            'synchronous_commit', 'full_page_writes', 'wal_level', 'autovacuum', 'jit', 'work_mem')")"
