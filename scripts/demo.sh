@@ -87,6 +87,33 @@ CREATE INDEX CONCURRENTLY users_active_created_at_idx ON users (created_at) WHER
 V4_DOWN='DROP INDEX CONCURRENTLY IF EXISTS users_active_created_at_idx;
 ALTER TABLE users DROP COLUMN deleted_at;'
 
+# start_writer UPDATE UNTIL MINUTES MESSAGE: the application, a client in the background that runs
+# UPDATE (on `target`, a random user id; `n` counts the statements) one transaction at a time with
+# lock_timeout = 1s, until UNTIL holds (checked every 100 statements) or MINUTES have passed. A
+# statement blocked for longer fails and stops the demo. Sets WRITER_PID.
+start_writer() {
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 <<SQL &
+SET lock_timeout = '1s';
+DO \$\$
+DECLARE
+    n int := 0;
+    started timestamptz := clock_timestamp();
+    target bigint;
+BEGIN
+    LOOP
+        target := 1 + (random() * 999999)::bigint;
+        $1;
+        n := n + 1;
+        COMMIT;
+        EXIT WHEN clock_timestamp() - started > interval '$3 minutes'
+               OR (n % 100 = 0 AND $2);
+    END LOOP;
+    RAISE NOTICE 'client: % $4', n;
+END \$\$;
+SQL
+    WRITER_PID=$!
+}
+
 # ---------------------------------------------------------------------------------------------
 say "1. first migration: create the users table"
 explain "migrate.apply(version, up, down) runs the up SQL in this transaction and records the version."
@@ -187,26 +214,9 @@ SELECT migrate.backfill_start('users', $$display_name = initcap(split_part(email
                               'display_name IS NULL') AS job \gset
 SQL
 explain "Meanwhile a client updates random users, one transaction per statement, with lock_timeout = 1s: a statement blocked longer by the backfill would fail and stop the demo."
-"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 <<'SQL' &
-SET lock_timeout = '1s';
-DO $$
-DECLARE
-    n int := 0;
-    started timestamptz := clock_timestamp();
-    target bigint;
-BEGIN
-    LOOP
-        target := 1 + (random() * 999999)::bigint;
-        UPDATE users SET last_login_at = clock_timestamp() WHERE id = target;
-        n := n + 1;
-        COMMIT;
-        EXIT WHEN clock_timestamp() - started > interval '2 minutes'
-               OR (n % 100 = 0 AND NOT EXISTS (SELECT FROM migrate.progress WHERE state IN ('queued', 'running')));
-    END LOOP;
-    RAISE NOTICE 'client: % single-row updates during the backfill, none failed or waited more than 1 s', n;
-END $$;
-SQL
-WRITER_PID=$!
+start_writer "UPDATE users SET last_login_at = clock_timestamp() WHERE id = target" \
+    "NOT EXISTS (SELECT FROM migrate.progress WHERE state IN ('queued', 'running'))" 2 \
+    "single-row updates during the backfill, none failed or waited more than 1 s"
 explain "CALL migrate.wait(job) prints the progress (rows, percent, rate, time left, batch size) about once a second."
 sql <<'SQL'
 SELECT max(job) AS job FROM migrate.progress \gset
@@ -221,29 +231,12 @@ WRITER_PID=
 say "11. expand/contract: users.email from text to varchar(320) while the application keeps writing"
 explain "migrate.expand_column adds email_new (no rewrite), a generated sync trigger that keeps both columns in step for every write, and a backfill job. The old application keeps writing email; a new one could write email_new. contract, once the backfill is done, rebuilds the UNIQUE constraint concurrently on the new column and swaps the columns in one short transaction: the column keeps its name."
 sql <<'SQL'
-SELECT migrate.expand_column('users', 'email', new_type => 'varchar(320)') AS change \gset
+SELECT migrate.expand_column('users', 'email', new_type => 'varchar(320)');
 SQL
 explain "Meanwhile a client changes the email of random users through the old column, with lock_timeout = 1s."
-"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 <<'SQL' &
-SET lock_timeout = '1s';
-DO $$
-DECLARE
-    n int := 0;
-    started timestamptz := clock_timestamp();
-    target bigint;
-BEGIN
-    LOOP
-        target := 1 + (random() * 999999)::bigint;
-        UPDATE users SET email = format('user%s+%s@example.com', target, n) WHERE id = target;
-        n := n + 1;
-        COMMIT;
-        EXIT WHEN clock_timestamp() - started > interval '3 minutes'
-               OR (n % 100 = 0 AND NOT EXISTS (SELECT FROM migrate.changes));
-    END LOOP;
-    RAISE NOTICE 'client: % email changes through the old column during expand, backfill and contract, none failed', n;
-END $$;
-SQL
-WRITER_PID=$!
+start_writer "UPDATE users SET email = format('user%s+%s@example.com', target, n) WHERE id = target" \
+    "NOT EXISTS (SELECT FROM migrate.changes)" 3 \
+    "email changes through the old column during expand, backfill and contract, none failed"
 sql <<'SQL'
 SELECT max(change) AS change FROM migrate.changes \gset
 CALL migrate.wait_change(:change);
