@@ -24,9 +24,12 @@ free_port() {
     echo "no free port found" >&2; return 1
 }
 
-# Build the extension and install it into Debian's PostgreSQL 15.
+# Build the extension and install it into Debian's PostgreSQL 15, with the scripts of
+# sql/versions/ (earlier releases and the upgrade scripts from them; pgrx installs only the
+# current version's script).
 install_extension() {
     (cd "$REPO" && cargo pgrx install --pg-config "$PG_CONFIG" "$@")
+    install -m 644 "$REPO"/sql/versions/pg_migrate--*.sql "$("$PG_CONFIG" --sharedir)/extension/"
 }
 
 # A throwaway cluster for the demo and reports. `scratch_dir NAME` makes WORK (owned by postgres)

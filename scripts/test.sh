@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets everything up and runs every test:
 #   1. #[pg_test]s inside PostgreSQL (each in a transaction that is rolled back),
-#   2. integration tests (pgrx-tests/): real servers on free ports, real client sessions.
+#   2. integration tests (pgrx-tests/): real servers on free ports, real client sessions,
+#   3. the examples (examples/<tool>/test.sh): the real migration tools and drivers calling
+#      pg_migrate, each against its own server.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -20,5 +22,7 @@ install_extension
 
 say "integration tests (real servers, real clients)"
 cargo test -p pg_migrate_integration -- --test-threads 2
+
+SKIP_INSTALL=1 "$REPO/scripts/examples.sh"
 
 say "all tests passed"

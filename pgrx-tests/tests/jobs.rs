@@ -426,3 +426,52 @@ fn a_job_uses_the_callers_search_path_and_settings_and_a_failed_rollback_resumes
         .unwrap();
     assert_eq!((state.as_str(), gone, attempts), ("rolled_back", true, 2));
 }
+
+#[test]
+fn wait_version_waits_for_the_versions_job_and_fails_when_the_job_did() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    big_table(&pg, 20_000);
+    let (mut c, notices) = pg.connect_with_notices("app", "postgres");
+
+    let (code, message, _, hint) = db_error(&c.batch_execute("CALL migrate.wait_version('0_nope')").unwrap_err());
+    assert_eq!((code.as_str(), message.as_str()), ("42704", "pg_migrate: version \"0_nope\" is not known"));
+    assert!(hint.contains("migrate.status()"), "{hint}");
+    let (code, ..) = db_error(&c.batch_execute("BEGIN; CALL migrate.wait_version('0_nope')").unwrap_err());
+    assert_eq!(code, "25001", "inside a transaction block it refuses before looking anything up");
+    c.batch_execute("ROLLBACK").unwrap();
+
+    // All in the caller's transaction: nothing to wait for.
+    one::<String>(&mut c, "SELECT migrate.apply('1_plain', 'ALTER TABLE big ADD COLUMN flag boolean;')");
+    c.batch_execute("CALL migrate.wait_version('1_plain')").unwrap();
+    assert!(notices.lock().unwrap().iter().any(|n| n.contains("\"1_plain\" is applied; it has no background job")));
+
+    // A job: the call returns when the version is applied.
+    let state: String = one(&mut c, "SELECT migrate.apply('2_idx', 'CREATE INDEX CONCURRENTLY big_val_idx ON big (val);')");
+    assert_eq!(state, "applying");
+    c.batch_execute("CALL migrate.wait_version('2_idx')").unwrap();
+    assert_eq!(one::<String>(&mut c, "SELECT state FROM migrate.status() WHERE version = '2_idx'"), "applied");
+
+    // A cancelled job leaves the version failed: an error, so that a tool stops there.
+    let mut old = hold_old_snapshot(&pg);
+    one::<String>(&mut c, "SELECT migrate.apply('3_note_idx', 'CREATE INDEX CONCURRENTLY big_note_idx ON big (note);')");
+    let job: i64 = one(&mut c, "SELECT max(job) FROM migrate.jobs");
+    worker_pid(&pg, job);
+    c.query_one("SELECT migrate.cancel($1)", &[&job]).unwrap();
+    old.batch_execute("COMMIT").unwrap();
+    let (code, message, _, hint) = db_error(&c.batch_execute("CALL migrate.wait_version('3_note_idx')").unwrap_err());
+    assert_eq!(code, "55000");
+    assert_eq!(message, format!("pg_migrate: version \"3_note_idx\" is failed: its job {job} was cancelled"));
+    assert!(hint.contains("Apply the version again"), "{hint}");
+
+    // A failed job: the job's error, as migrate.wait() reports it.
+    // Applying it again resumes the job, and waiting for it succeeds.
+    one::<String>(&mut c, "SELECT migrate.apply('3_note_idx', 'CREATE INDEX CONCURRENTLY big_note_idx ON big (note);')");
+    c.batch_execute("CALL migrate.wait_version('3_note_idx')").unwrap();
+    assert_eq!(one::<String>(&mut c, "SELECT state FROM migrate.status() WHERE version = '3_note_idx'"), "applied");
+
+    one::<String>(&mut c, "SELECT migrate.apply('4_unique', 'CREATE UNIQUE INDEX CONCURRENTLY big_val_key ON big (val);')");
+    let (code, message, ..) = db_error(&c.batch_execute("CALL migrate.wait_version('4_unique')").unwrap_err());
+    assert_eq!(code, "38000");
+    assert!(message.contains("could not create unique index \"big_val_key\""), "{message}");
+}
