@@ -3,7 +3,8 @@
 #   1. #[pg_test]s inside PostgreSQL (each in a transaction that is rolled back),
 #   2. integration tests (pgrx-tests/): real servers on free ports, real client sessions,
 #   3. the examples (examples/<tool>/test.sh): the real migration tools and drivers calling
-#      pg_migrate, each against its own server.
+#      pg_migrate, each against its own server,
+#   4. the package: a .deb built (debug profile) and checked in a private copy of PostgreSQL.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -24,5 +25,7 @@ say "integration tests (real servers, real clients)"
 cargo test -p pg_migrate_integration -- --test-threads 2
 
 SKIP_INSTALL=1 "$REPO/scripts/examples.sh"
+
+PROFILE=debug "$REPO/scripts/package.sh"
 
 say "all tests passed"

@@ -167,7 +167,7 @@ BEGIN
     -- job_ids keeps the jobs of earlier applies and rollbacks too: only these states have one
     -- that is current
     IF m.job IS NULL OR m.state OPERATOR(pg_catalog.<>) ALL (ARRAY['applying', 'rolling_back', 'failed']) THEN
-        RAISE NOTICE 'pg_migrate: version "%" is %; it has no background job to wait for', version, m.state;
+        RAISE NOTICE 'pg_migrate: version "%" is %; nothing to wait for', version, m.state;
         RETURN;
     END IF;
     CALL migrate.wait(m.job, timeout);

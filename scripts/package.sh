@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Builds pg_migrate's installable artefacts into dist/ and checks them:
+#   dist/pg_migrate-<version>-pg15-<arch>.tar.gz          files under usr/; `tar -C / -xzf` installs
+#   dist/postgresql-15-pg-migrate_<version>_<arch>.deb    `apt install ./…deb` installs
+# Both hold the library, the control file, the current version's script and, from sql/versions/,
+# the scripts of earlier releases and the updates from them.
+#
+# The check installs the .deb into a private copy of PostgreSQL 15 (the server finds its library
+# and share directories relative to its binaries) from which every earlier pg_migrate file has been
+# removed, then creates the extension there, updates it from the first release, and runs a job
+# through the launcher that shared_preload_libraries loads.
+#
+#   bash scripts/package.sh              # release build (optimised; what to ship)
+#   PROFILE=debug bash scripts/package.sh  # quick unoptimised build (what the tests use)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO"
+
+PROFILE=${PROFILE:-release}
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+ARCH=$(dpkg --print-architecture)
+NAME=postgresql-$PG_MAJOR-pg-migrate
+DIST=$REPO/dist
+STAGE=$(mktemp -d /tmp/pg_migrate_package.XXXXXX)
+trap 'rm -rf "$STAGE"' EXIT
+
+say "building pg_migrate $VERSION ($PROFILE) for PostgreSQL $PG_MAJOR"
+flags=()
+[ "$PROFILE" = release ] || flags=(--profile "$PROFILE")
+[ "$PROFILE" = debug ] && flags=(--debug)
+cargo pgrx package --pg-config "$PG_CONFIG" "${flags[@]}" --out-dir "$STAGE/root" >"$STAGE/build.log" 2>&1 ||
+    { cat "$STAGE/build.log" >&2; exit 1; }
+root=$STAGE/root
+extdir=$root$("$PG_CONFIG" --sharedir)/extension
+install -m 644 sql/versions/pg_migrate--*.sql "$extdir/"
+install -D -m 644 README.md "$root/usr/share/doc/$NAME/README.md"
+install -D -m 644 docs/*.md -t "$root/usr/share/doc/$NAME/docs/"
+
+mkdir -p "$DIST"
+tarball=$DIST/pg_migrate-$VERSION-pg$PG_MAJOR-$ARCH.tar.gz
+tar -C "$root" --owner=0 --group=0 -czf "$tarball" usr
+
+mkdir -p "$root/DEBIAN"
+cat >"$root/DEBIAN/control" <<EOF
+Package: $NAME
+Version: $VERSION
+Architecture: $ARCH
+Maintainer: pg_migrate developers <pg_migrate@localhost>
+Depends: postgresql-$PG_MAJOR, libc6
+Section: database
+Priority: optional
+Description: safe, zero-downtime schema migrations from inside PostgreSQL $PG_MAJOR
+ pg_migrate is a PostgreSQL extension: tracked, checksummed migrations with
+ rollback, background jobs for CREATE INDEX CONCURRENTLY and validations,
+ batched resumable backfills, and expand/contract column changes with
+ generated sync triggers. CREATE EXTENSION pg_migrate in each database.
+EOF
+deb=$DIST/${NAME}_${VERSION}_$ARCH.deb
+dpkg-deb --root-owner-group -Zgzip --build "$root" "$deb" >/dev/null
+echo "built $tarball"
+echo "built $deb"
+dpkg-deb --contents "$deb" | awk '{print "  " $6}' | grep -v '/$'
+
+say "checking the package in a private copy of PostgreSQL $PG_MAJOR"
+pg=$STAGE/pg
+mkdir -p "$pg/usr/lib/postgresql" "$pg/usr/share/postgresql"
+cp -a "/usr/lib/postgresql/$PG_MAJOR" "$pg/usr/lib/postgresql/"
+cp -a "/usr/share/postgresql/$PG_MAJOR" "$pg/usr/share/postgresql/"
+rm -f "$pg/usr/lib/postgresql/$PG_MAJOR/lib/pg_migrate"* "$pg/usr/share/postgresql/$PG_MAJOR/extension/pg_migrate"*
+dpkg-deb -x "$deb" "$pg"
+[ "$("$pg/usr/lib/postgresql/$PG_MAJOR/bin/pg_config" --sharedir)" = "$pg/usr/share/postgresql/$PG_MAJOR" ] ||
+    { echo "this PostgreSQL is not relocatable; cannot check the package" >&2; exit 1; }
+
+PG_BIN=$pg/usr/lib/postgresql/$PG_MAJOR/bin
+chmod 755 "$STAGE"
+scratch_dir package
+trap 'stop_scratch_cluster; rm -rf "$STAGE"' EXIT
+start_scratch_cluster
+psql() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 "$@"; }
+psql -d postgres -c 'CREATE DATABASE app;'
+printf "shared_preload_libraries = 'pg_migrate'\nmigrate.database_name = 'app'\n" >>"$DATA/postgresql.conf"
+as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 restart >/dev/null
+first=$(ls sql/versions | sed -n 's/^pg_migrate--\([0-9.]*\)\.sql$/\1/p' | sort -V | head -1)
+got=$(psql -d app -At <<SQL
+CREATE EXTENSION pg_migrate VERSION '$first';
+ALTER EXTENSION pg_migrate UPDATE;
+CREATE TABLE t (id int PRIMARY KEY, v int);
+INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;
+SELECT migrate.apply('1_idx', 'CREATE INDEX CONCURRENTLY t_v_idx ON t (v);', 'DROP INDEX CONCURRENTLY t_v_idx;');
+\\c app
+CALL migrate.wait_version('1_idx');
+SELECT extversion FROM pg_extension WHERE extname = 'pg_migrate';
+SELECT state FROM migrate.status();
+SELECT indisvalid FROM pg_index WHERE indexrelid = 't_v_idx'::regclass;
+SQL
+)
+want=$(printf 'applying\n%s\napplied\nt' "$VERSION")
+if [ "$got" != "$want" ]; then
+    printf 'package check FAILED\nexpected:\n%s\ngot:\n%s\n' "$want" "$got" >&2
+    tail -20 "$WORK/server.log" >&2
+    exit 1
+fi
+grep -qx 'pg_migrate launcher' <(psql -d app -At -c "SELECT backend_type FROM pg_stat_activity") ||
+    { echo "package check FAILED: no pg_migrate launcher running with shared_preload_libraries" >&2; exit 1; }
+echo "ok: the .deb installs into PostgreSQL $PG_MAJOR: CREATE EXTENSION VERSION '$first', UPDATE to $VERSION, a job run by a worker, the launcher preloaded"
