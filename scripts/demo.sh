@@ -197,10 +197,9 @@ SELECT migrate.apply('$V4', up => :'up', down => :'down');
 SELECT version, state FROM migrate.status() WHERE version = '$V4';
 SQL
 echo
-explain "CALL migrate.wait(job) follows the job until it ends. It commits between polls, because a transaction that waited holding a snapshot would make CREATE INDEX CONCURRENTLY wait for it forever; so it is CALLed on its own, outside BEGIN."
+explain "CALL migrate.wait_version(version) follows the version's job until it ends (migrate.wait(job) does the same by job number). It commits between polls, because a transaction that waited holding a snapshot would make CREATE INDEX CONCURRENTLY wait for it forever; so it is CALLed on its own, outside BEGIN."
 sql <<SQL
-SELECT job_ids[cardinality(job_ids)] AS job FROM migrate.migrations WHERE version = '$V4' \gset
-CALL migrate.wait(:job);
+CALL migrate.wait_version('$V4');
 SELECT job, version, state, steps_done, steps_total, worker_alive, finished_at - started_at AS took
   FROM migrate.jobs;
 SELECT version, state FROM migrate.status() WHERE version = '$V4';

@@ -24,12 +24,33 @@ free_port() {
     echo "no free port found" >&2; return 1
 }
 
-# Build the extension and install it into Debian's PostgreSQL 15, with the scripts of
-# sql/versions/ (earlier releases and the upgrade scripts from them; pgrx installs only the
-# current version's script).
+# stage_extension DIR: build the extension with `cargo pgrx package` into DIR, a tree of the files
+# to install under their absolute paths (usr/lib/postgresql/15/lib/…, usr/share/postgresql/15/…),
+# plus the scripts of sql/versions/ (earlier releases and the updates from them), which pgrx does
+# not know about. PROFILE=debug (the default here) or release.
+stage_extension() {
+    local out=$1 flags=()
+    case ${PROFILE:-debug} in
+        debug) flags=(--debug) ;;
+        release) ;;
+        *) flags=(--profile "$PROFILE") ;;
+    esac
+    (cd "$REPO" && cargo pgrx package --pg-config "$PG_CONFIG" "${flags[@]}" --out-dir "$out")
+    install -m 644 "$REPO"/sql/versions/pg_migrate--*.sql "$out$("$PG_CONFIG" --sharedir)/extension/"
+}
+
+# Build the extension and install it into Debian's PostgreSQL 15. Each file is copied next to its
+# destination and renamed over it, as package managers do: overwriting pg_migrate.so in place,
+# which `cargo pgrx install` does, crashes running backends that have the library loaded.
 install_extension() {
-    (cd "$REPO" && cargo pgrx install --pg-config "$PG_CONFIG" "$@")
-    install -m 644 "$REPO"/sql/versions/pg_migrate--*.sql "$("$PG_CONFIG" --sharedir)/extension/"
+    local stage
+    stage=$(mktemp -d /tmp/pg_migrate_stage.XXXXXX)
+    stage_extension "$stage" || { rm -rf "$stage"; return 1; }
+    (cd "$stage" && find . -type f | sed 's/^\.//') | while read -r f; do
+        install -D -m 644 "$stage$f" "$f.pg_migrate_new" && mv -f "$f.pg_migrate_new" "$f"
+        echo "installed $f"
+    done
+    rm -rf "$stage"
 }
 
 # A throwaway cluster for the demo and reports. `scratch_dir NAME` makes WORK (owned by postgres)

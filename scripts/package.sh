@@ -25,14 +25,8 @@ STAGE=$(mktemp -d /tmp/pg_migrate_package.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 
 say "building pg_migrate $VERSION ($PROFILE) for PostgreSQL $PG_MAJOR"
-flags=()
-[ "$PROFILE" = release ] || flags=(--profile "$PROFILE")
-[ "$PROFILE" = debug ] && flags=(--debug)
-cargo pgrx package --pg-config "$PG_CONFIG" "${flags[@]}" --out-dir "$STAGE/root" >"$STAGE/build.log" 2>&1 ||
-    { cat "$STAGE/build.log" >&2; exit 1; }
 root=$STAGE/root
-extdir=$root$("$PG_CONFIG" --sharedir)/extension
-install -m 644 sql/versions/pg_migrate--*.sql "$extdir/"
+PROFILE=$PROFILE stage_extension "$root" >"$STAGE/build.log" 2>&1 || { cat "$STAGE/build.log" >&2; exit 1; }
 install -D -m 644 README.md "$root/usr/share/doc/$NAME/README.md"
 install -D -m 644 docs/*.md -t "$root/usr/share/doc/$NAME/docs/"
 
