@@ -437,8 +437,9 @@ fn wait_version_waits_for_the_versions_job_and_fails_when_the_job_did() {
     let (code, message, _, hint) = db_error(&c.batch_execute("CALL migrate.wait_version('0_nope')").unwrap_err());
     assert_eq!((code.as_str(), message.as_str()), ("42704", "pg_migrate: version \"0_nope\" is not known"));
     assert!(hint.contains("migrate.status()"), "{hint}");
-    let (code, ..) = db_error(&c.batch_execute("BEGIN; CALL migrate.wait_version('0_nope')").unwrap_err());
+    let (code, message, ..) = db_error(&c.batch_execute("BEGIN; CALL migrate.wait_version('0_nope')").unwrap_err());
     assert_eq!(code, "25001", "inside a transaction block it refuses before looking anything up");
+    assert!(message.contains("wait_version()"), "the message names the procedure called: {message}");
     c.batch_execute("ROLLBACK").unwrap();
 
     // All in the caller's transaction: nothing to wait for.
@@ -474,4 +475,23 @@ fn wait_version_waits_for_the_versions_job_and_fails_when_the_job_did() {
     let (code, message, ..) = db_error(&c.batch_execute("CALL migrate.wait_version('4_unique')").unwrap_err());
     assert_eq!(code, "38000");
     assert!(message.contains("could not create unique index \"big_val_key\""), "{message}");
+
+    // The jobs of the changes its up SQL made: here expand_column's backfill, which the version
+    // itself does not wait for (apply returns 'applied').
+    let state: String = one(
+        &mut c,
+        r#"SELECT migrate.apply('5_val_bigint', $$SELECT migrate.expand_column('big', 'val', new_type => 'bigint',
+                                               backfill => '{"batch_size": 1000, "sleep_ms": 20}')$$)"#,
+    );
+    assert_eq!(state, "applied");
+    c.batch_execute("CALL migrate.wait_version('5_val_bigint')").unwrap();
+    let (phase, missing): (String, i64) = c
+        .query_one(
+            "SELECT (SELECT phase FROM migrate.changes WHERE version = '5_val_bigint'),
+                    (SELECT count(*) FROM big WHERE val_new IS NULL)",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((phase.as_str(), missing), ("ready to contract", 0), "the backfill had ended when the call returned");
 }

@@ -61,7 +61,11 @@ impl<'a> Site<'a> {
         Site {
             what: format!("statement {number}/{total} (line {line}) of {direction} SQL of version \"{version}\""),
             sql,
-            aftermath: "Nothing was applied: the migration's statements were rolled back.",
+            aftermath: if direction == "down" {
+                "Nothing was rolled back: the down script's statements were undone and the version stays as it was."
+            } else {
+                "Nothing was applied: the migration's statements were rolled back."
+            },
         }
     }
 }

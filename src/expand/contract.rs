@@ -95,8 +95,13 @@ pub fn refuse_ended(change: &Change, doing: &str) -> Result<()> {
         "done" => "its work is complete",
         _ => return Ok(()),
     };
+    let hint = if change.phase == "contracted" {
+        "A contracted change is final: the old column is gone. Undo it with a new migration (for example another migrate.expand_column back to the old type)."
+    } else {
+        "See SELECT * FROM migrate.changes for the open changes."
+    };
     Err(Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("cannot {doing} change {}: {why}", change.change))
-        .hint("See SELECT * FROM migrate.changes for the open changes."))
+        .hint(hint))
 }
 
 pub fn spec_of(change: &Change) -> ExpandSpec {

@@ -99,9 +99,13 @@ fn resume_jobs() -> i64 {
 #[search_path(pg_catalog, pg_temp)]
 fn assert_can_wait() {
     if unsafe { pg_sys::IsTransactionBlock() } {
-        Failure::new(PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION, "migrate.wait() cannot run inside a transaction block")
-            .detail("It commits between polls so that it never holds a snapshot a concurrent index build would wait for.")
-            .hint("COMMIT first, then CALL migrate.wait(job) on its own (autocommit).")
+        // also the check of wait_version() and wait_change(), which call it first
+        Failure::new(
+            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+            "migrate.wait(), wait_version() and wait_change() cannot run inside a transaction block",
+        )
+        .detail("They commit between polls so that they never hold a snapshot a concurrent index build would wait for.")
+        .hint("COMMIT first, then CALL the procedure on its own (autocommit); in a migration tool, in a migration that runs without a transaction.")
             .raise();
     }
 }
