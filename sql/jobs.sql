@@ -158,6 +158,7 @@ DECLARE
     m record;
     changes bigint[];
     ch bigint;
+    waited boolean := false;
 BEGIN
     PERFORM migrate.assert_can_wait();
     SELECT mg.state, mg.job_ids[pg_catalog.cardinality(mg.job_ids)] AS job INTO m
@@ -170,6 +171,7 @@ BEGIN
     -- job_ids keeps the jobs of earlier applies and rollbacks too: only these states have one
     -- that is current
     IF m.job IS NOT NULL AND m.state OPERATOR(pg_catalog.=) ANY (ARRAY['applying', 'rolling_back', 'failed']) THEN
+        waited := true;
         CALL migrate.wait(m.job, timeout);
         -- A cancelled job leaves the version failed, which wait() only warns about: a migration
         -- tool must not go on to the next version as if this one had been applied. The job is
@@ -194,9 +196,10 @@ BEGIN
      WHERE c.version OPERATOR(pg_catalog.=) wait_version.version
        AND c.job_state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'failed']);
     FOREACH ch IN ARRAY COALESCE(changes, '{}') LOOP
+        waited := true;
         CALL migrate.wait_change(ch, timeout);
     END LOOP;
-    IF changes IS NULL AND (m.job IS NULL OR m.state OPERATOR(pg_catalog.<>) ALL (ARRAY['applying', 'rolling_back', 'failed'])) THEN
+    IF NOT waited THEN
         RAISE NOTICE 'pg_migrate: version "%" is %; nothing to wait for', version, m.state;
     END IF;
 END

@@ -450,8 +450,11 @@ fn wait_version_waits_for_the_versions_job_and_fails_when_the_job_did() {
     // A job: the call returns when the version is applied.
     let state: String = one(&mut c, "SELECT migrate.apply('2_idx', 'CREATE INDEX CONCURRENTLY big_val_idx ON big (val);')");
     assert_eq!(state, "applying");
+    notices.lock().unwrap().clear();
     c.batch_execute("CALL migrate.wait_version('2_idx')").unwrap();
     assert_eq!(one::<String>(&mut c, "SELECT state FROM migrate.status() WHERE version = '2_idx'"), "applied");
+    let said = notices.lock().unwrap().join("\n");
+    assert!(said.contains("is done") && !said.contains("nothing to wait for"), "{said}");
 
     // A cancelled job leaves the version failed: an error, so that a tool stops there.
     let mut old = hold_old_snapshot(&pg);
