@@ -14,6 +14,8 @@ start_example_db() {
     start_scratch_cluster
     export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=app
     export DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/app"
+    LOGS=$WORK/logs
+    mkdir -p "$LOGS"
     psql -qX -d postgres -v ON_ERROR_STOP=1 -c 'CREATE DATABASE app;'
     psql -qX -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION pg_migrate;'
 }
@@ -32,6 +34,20 @@ expect() {
     printf 'ok: %s -> %s\n' "$1" "$(printf '%s' "$got" | tr '\n' ' ')"
 }
 
+# run_logged LOG COMMAND...: the command must succeed; its output is kept in $LOGS/LOG and shown.
+run_logged() {
+    local log=$1 rc=0; shift
+    "$@" >"$LOGS/$log" 2>&1 || rc=$?
+    sed 's/^/    /' "$LOGS/$log"
+    [ "$rc" = 0 ] || { printf 'FAILED: %s exited with %s\n' "$*" "$rc" >&2; exit 1; }
+}
+
+# printed LOG TEXT: $LOGS/LOG must contain TEXT.
+printed() {
+    grep -qF -- "$2" "$LOGS/$1" || { printf 'FAILED: %s does not contain "%s"\n' "$1" "$2" >&2; exit 1; }
+    printf 'ok: printed "%s"\n' "$2"
+}
+
 # expect_fail WANT_SUBSTRING COMMAND...: the command must fail and print WANT_SUBSTRING.
 expect_fail() {
     local want=$1 out; shift
@@ -48,6 +64,21 @@ expect_fail() {
 # stamp DIR FILE records it. Installs are skipped while their lock file is unchanged.
 up_to_date() { [ "$(cat "$1/.stamp" 2>/dev/null)" = "$(sha256sum "$2" | cut -c1-16)" ]; }
 stamp() { sha256sum "$2" | cut -c1-16 >"$1/.stamp"; }
+
+# expect_accounts_contracted: the accounts table of the Alembic and Django examples after their
+# expand/contract (balance numeric → balance_cents bigint, 50,000 seeded rows): the new column
+# in place with its default, every value converted, the CHECK moved, the sync trigger gone.
+expect_accounts_contracted() {
+    expect "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-'), ', '
+                   ORDER BY ordinal_position)
+              FROM information_schema.columns WHERE table_name = 'accounts'" \
+        "id bigint NO -, email text NO -, balance_cents bigint NO 0"
+    expect "SELECT count(*), sum(balance_cents), count(*) FILTER (WHERE balance_cents <> id * 125) FROM accounts" \
+        "50000|156253125000|0"
+    expect "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'accounts_balance_check'" \
+        "CHECK (((balance_cents)::numeric >= (0)::numeric))"
+    expect "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'accounts'::regclass" 0
+}
 
 # npm_install DIR: `npm ci` in DIR unless its node_modules were installed from this package-lock.json.
 npm_install() {

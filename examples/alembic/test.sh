@@ -63,15 +63,7 @@ alembic upgrade 0002_accounts_email_idx
 seed
 alembic upgrade head
 expect "SELECT version_num FROM alembic_version" 0004_balance_cents_contract
-expect "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-'), ', '
-               ORDER BY ordinal_position)
-          FROM information_schema.columns WHERE table_name = 'accounts'" \
-    "id bigint NO -, email text NO -, balance_cents bigint NO 0"
-expect "SELECT count(*), sum(balance_cents), count(*) FILTER (WHERE balance_cents <> id * 125) FROM accounts" \
-    "50000|156253125000|0"
-expect "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'accounts_balance_check'" \
-    "CHECK (((balance_cents)::numeric >= (0)::numeric))"
-expect "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'accounts'::regclass" 0
+expect_accounts_contracted
 # the expand is a pg_migrate version; the contract is not (it has no way back to record)
 expect "SELECT version, state FROM migrate.status()" \
 "0001_create_accounts|applied

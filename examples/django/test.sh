@@ -70,15 +70,7 @@ expect "SELECT version, state FROM migrate.status()" \
 "shop.0001_create_accounts|applied
 shop.0002_accounts_email_idx|applied
 shop.0003_balance_cents_expand|applied"
-expect "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-'), ', '
-               ORDER BY ordinal_position)
-          FROM information_schema.columns WHERE table_name = 'accounts'" \
-    "id bigint NO -, email text NO -, balance_cents bigint NO 0"
-expect "SELECT count(*), sum(balance_cents), count(*) FILTER (WHERE balance_cents <> id * 125) FROM accounts" \
-    "50000|156253125000|0"
-expect "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'accounts_balance_check'" \
-    "CHECK (((balance_cents)::numeric >= (0)::numeric))"
-expect "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'accounts'::regclass" 0
+expect_accounts_contracted
 expect "SELECT phase FROM migrate.all_changes WHERE version = 'shop.0003_balance_cents_expand' ORDER BY change DESC LIMIT 1" contracted
 expect "SELECT string_agg(action, ', ' ORDER BY id) FROM migrate.events WHERE version = 'shop.0001_create_accounts'" \
     "apply, rollback, reapply"

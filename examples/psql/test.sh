@@ -4,8 +4,6 @@
 source "$(dirname "$0")/../lib.sh"
 cd "$(dirname "$0")"
 start_example_db psql
-LOGS=$WORK/logs
-mkdir -p "$LOGS"
 
 # show LOG: the output of a psql run, indented, without the LOCATION lines of VERBOSITY verbose.
 show() { grep -v '^LOCATION:' "$LOGS/$1" | sed 's/^/    /'; }

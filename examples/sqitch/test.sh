@@ -16,22 +16,6 @@ start_example_db sqitch
 TARGET=db:pg://postgres@127.0.0.1:$PORT/app
 # Who Sqitch records as planner/committer (it would otherwise ask the system).
 export SQITCH_FULLNAME='Example Deployer' SQITCH_EMAIL=deployer@example.com
-LOGS=$WORK/logs
-mkdir -p "$LOGS"
-
-# run_sqitch LOG ARGS...: a sqitch command that must succeed; output kept in $LOGS/LOG and shown.
-run_sqitch() {
-    local log=$1 rc=0; shift
-    sqitch "$@" >"$LOGS/$log" 2>&1 || rc=$?
-    sed 's/^/    /' "$LOGS/$log"
-    [ "$rc" = 0 ] || { printf 'FAILED: sqitch %s exited with %s\n' "$*" "$rc" >&2; exit 1; }
-}
-# printed LOG TEXT: LOG must contain TEXT.
-printed() {
-    grep -qF -- "$2" "$LOGS/$1" || { printf 'FAILED: %s does not contain "%s"\n' "$1" "$2" >&2; exit 1; }
-    printf 'ok: printed "%s"\n' "$2"
-}
-
 STATES="SELECT string_agg(version || '=' || state, ' ' ORDER BY version) FROM migrate.status()"
 DEPLOYED="SELECT coalesce(string_agg(change, ' ' ORDER BY committed_at), 'none') FROM sqitch.changes"
 EMAIL_IDX="SELECT coalesce((SELECT indisvalid::text FROM pg_index WHERE indexrelid = to_regclass('accounts_email_idx')), 'none')"
@@ -39,7 +23,7 @@ ALL_APPLIED="0001_accounts=applied 0002_accounts_email_idx=applied 0003_accounts
 ALL_ROLLED_BACK="0001_accounts=rolled_back 0002_accounts_email_idx=rolled_back 0003_accounts_plan=rolled_back"
 
 say "1. sqitch deploy (verify = true in sqitch.conf: each change is verified right after it)"
-run_sqitch deploy1.log deploy "$TARGET"
+run_logged deploy1.log sqitch deploy "$TARGET"
 expect "$STATES" "$ALL_APPLIED"
 expect "$DEPLOYED" "0001_accounts 0002_accounts_email_idx 0003_accounts_plan"
 expect "$EMAIL_IDX" "true"
@@ -49,17 +33,17 @@ expect "SELECT count(*), count(*) FILTER (WHERE plan = 'free') FROM accounts" "5
 expect "SELECT kind, state FROM migrate.jobs" "sql|done"
 
 say "2. sqitch verify"
-run_sqitch verify1.log verify "$TARGET"
+run_logged verify1.log sqitch verify "$TARGET"
 printed verify1.log 'Verify successful'
 
 say "3. sqitch deploy again: nothing to deploy, pg_migrate not even called"
 before=$(q "SELECT count(*) FROM migrate.events")
-run_sqitch deploy2.log deploy "$TARGET"
+run_logged deploy2.log sqitch deploy "$TARGET"
 printed deploy2.log 'Nothing to deploy (up-to-date)'
 expect "SELECT count(*) FROM migrate.events" "$before"
 
 say "4. sqitch revert -y: migrate.rollback() per change, newest first; the index is dropped in a job"
-run_sqitch revert1.log revert -y "$TARGET"
+run_logged revert1.log sqitch revert -y "$TARGET"
 expect "$STATES" "$ALL_ROLLED_BACK"
 expect "$DEPLOYED" "none"
 expect "SELECT to_regclass('accounts') IS NULL" "t"
@@ -97,15 +81,15 @@ expect "SELECT to_regclass('accounts') IS NULL" "t"
 expect "SELECT count(*) FROM migrate.events WHERE version = '0004_accounts_created_at_idx'" "0"
 
 say "6. sqitch deploy after the revert: pg_migrate applies the rolled-back versions again"
-run_sqitch deploy3.log deploy "$TARGET"
+run_logged deploy3.log sqitch deploy "$TARGET"
 expect "$STATES" "$ALL_APPLIED"
 expect "$DEPLOYED" "0001_accounts 0002_accounts_email_idx 0003_accounts_plan"
 expect "$EMAIL_IDX" "true"
 expect "SELECT string_agg(action, ' ' ORDER BY id) FROM migrate.events WHERE version = '0002_accounts_email_idx'" \
     "apply apply_done rollback rollback_done reapply apply_done rollback rollback_done reapply apply_done"
-run_sqitch verify2.log verify "$TARGET"
+run_logged verify2.log sqitch verify "$TARGET"
 printed verify2.log 'Verify successful'
-run_sqitch status.log status "$TARGET"
+run_logged status.log sqitch status "$TARGET"
 printed status.log 'Nothing to deploy (up-to-date)'
 
 echo "sqitch example: all checks passed"

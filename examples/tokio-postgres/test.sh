@@ -10,26 +10,11 @@ say "building $CRATE"
 (cd "$REPO" && RUST_BACKTRACE=0 cargo build -p "$CRATE" --quiet)
 
 start_example_db tokio_postgres
-LOGS=$WORK/logs
-mkdir -p "$LOGS"
-
-# run_example LOG: the program must exit 0; its output is kept in $LOGS/LOG and shown.
-run_example() {
-    local rc=0
-    "$BIN" >"$LOGS/$1" 2>&1 || rc=$?
-    sed 's/^/    /' "$LOGS/$1"
-    [ "$rc" = 0 ] || { printf 'FAILED: %s exited with %s\n' "$CRATE" "$rc" >&2; exit 1; }
-}
-printed() {
-    grep -qF -- "$2" "$LOGS/$1" || { printf 'FAILED: %s does not contain "%s"\n' "$1" "$2" >&2; exit 1; }
-    printf 'ok: printed "%s"\n' "$2"
-}
-
 STATES="SELECT string_agg(version || '=' || state, ' ' ORDER BY version) FROM migrate.status()"
 BOTH_APPLIED="20240601090000_orders=applied 20240601090100_orders_created_at_idx=applied"
 
 say "1. first run: apply, wait for the index job, provoke 55000, 25001 and 42P17"
-run_example run1.log
+run_logged run1.log "$BIN"
 expect "$STATES" "$BOTH_APPLIED"
 expect "SELECT count(*) FROM orders" "20000"
 expect "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_created_at_idx'::regclass" "t"
@@ -40,7 +25,7 @@ for code in 55000 25001 42P17; do printed run1.log "code:    $code"; done
 
 say "2. second run: every apply finds its version applied; the same errors, nothing new recorded"
 events=$(q "SELECT count(*) FROM migrate.events")
-run_example run2.log
+run_logged run2.log "$BIN"
 expect "SELECT count(*) FROM migrate.events" "$events"
 expect "$STATES" "$BOTH_APPLIED"
 printed run2.log 'NOTICE: pg_migrate: version "20240601090100_orders_created_at_idx" is already applied; nothing to do'
