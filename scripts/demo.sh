@@ -10,7 +10,7 @@ cd "$REPO"
 
 "$REPO/scripts/setup.sh"
 
-say "building and installing the extension (cargo pgrx install)"
+say "building and installing the extension (cargo pgrx package, files renamed into place)"
 install_extension
 
 # ---------------------------------------------------------------------------------------------
