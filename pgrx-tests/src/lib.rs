@@ -206,6 +206,14 @@ impl Drop for Cluster {
     }
 }
 
+/// The first column of the one row `sql` returns; a failing query panics with the server's
+/// SQLSTATE, message and detail.
+pub fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -> T {
+    c.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error().map(|d| (d.code().code(), d.message(), d.detail()))))
+        .get(0)
+}
+
 /// The SQLSTATE, message, detail and hint of a failed query, for assertions.
 pub fn db_error(e: &Error) -> (String, String, String, String) {
     let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));

@@ -6,14 +6,11 @@
 //! row skipped stays 0 and a row updated twice becomes 2: "every row n = 1" is the assertion that
 //! the walk neither skips nor repeats.
 
-use pg_migrate_integration::{db_error, kill_worker, wait_until, Client, Cluster};
+use pg_migrate_integration::{db_error, kill_worker, one, wait_until, Client, Cluster};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
 
 /// `items (id bigserial PRIMARY KEY, n int, v bigint, label text, hits int)` with `rows` rows,
 /// all `n = 0`.

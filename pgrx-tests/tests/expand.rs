@@ -5,7 +5,7 @@
 //! refused input, and the one-shot operations (add_column, create_index, drop_column,
 //! add_enum_value).
 
-use pg_migrate_integration::{db_error, Client, Cluster};
+use pg_migrate_integration::{db_error, one, Client, Cluster};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,9 +15,6 @@ use std::time::{Duration, Instant};
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error().map(|d| (d.code().code(), d.message(), d.detail())))).get(0)
-}
 
 fn exec(c: &mut Client, sql: &str) {
     c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error().map(|d| (d.code().code(), d.message(), d.detail()))));

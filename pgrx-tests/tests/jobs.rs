@@ -1,12 +1,9 @@
 //! Background jobs: non-transactional statements run by workers as top-level statements.
 
-use pg_migrate_integration::{db_error, kill_worker, wait_until, Client, Cluster};
+use pg_migrate_integration::{db_error, kill_worker, one, wait_until, Client, Cluster};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
 
 fn big_table(pg: &Cluster, rows: i64) {
     pg.connect("app")

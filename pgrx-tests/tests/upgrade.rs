@@ -5,8 +5,7 @@
 //! new package is installed: the test also proves the library still has every C symbol an older
 //! script names.
 
-use pg_migrate_integration::Cluster;
-use postgres::Client;
+use pg_migrate_integration::{one, Cluster};
 
 /// Every object of the extension, described without oids or owners, one per line, sorted:
 /// functions and procedures with their whole definition, ACL and comment; tables, views and
@@ -64,10 +63,6 @@ SELECT concat_ws(E'\n',
     (SELECT string_agg(format('%s %s %s %s %s', change, kind, phase, job, spec), ' ' ORDER BY change) FROM migrate.all_changes),
     (SELECT string_agg(format('%s %s', id, kind), ' ' ORDER BY id) FROM migrate.all_jobs))"#;
 
-fn one(c: &mut Client, sql: &str) -> String {
-    c.query_one(sql, &[]).unwrap().get(0)
-}
-
 /// The objects only one of two SCHEMA descriptions has (a whole description is too long to read).
 fn difference(got: &str, want: &str) -> String {
     // one object per "\n<kind> " line start; function bodies span several lines
@@ -111,8 +106,8 @@ fn update_from_every_release_keeps_history_changes_and_running_jobs() {
     let pg = Cluster::start();
     pg.create_db("fresh");
     let mut fresh = pg.connect("fresh");
-    let current = one(&mut fresh, "SELECT extversion FROM pg_extension WHERE extname = 'pg_migrate'");
-    let want = one(&mut fresh, SCHEMA);
+    let current = one::<String>(&mut fresh, "SELECT extversion FROM pg_extension WHERE extname = 'pg_migrate'");
+    let want = one::<String>(&mut fresh, SCHEMA);
 
     for old in released_versions() {
         let db = format!("from_{}", old.replace('.', "_"));
@@ -120,7 +115,7 @@ fn update_from_every_release_keeps_history_changes_and_running_jobs() {
         let mut c = pg.connect(&db);
         c.batch_execute(&format!("CREATE EXTENSION pg_migrate VERSION '{old}'")).unwrap();
         if old != current {
-            assert_ne!(one(&mut c, SCHEMA), want, "{old} and {current} have the same schema: no update to test");
+            assert_ne!(one::<String>(&mut c, SCHEMA), want, "{old} and {current} have the same schema: no update to test");
         }
 
         // History: an applied version, a rolled-back one, a baseline before them.
@@ -148,15 +143,15 @@ fn update_from_every_release_keeps_history_changes_and_running_jobs() {
             pg.wait_for(&db, 60, &format!("SELECT rows_done > 0 FROM migrate.progress WHERE job = {job}")),
             "the backfill started"
         );
-        let before = one(&mut c, STATE);
+        let before = one::<String>(&mut c, STATE);
 
         c.batch_execute("ALTER EXTENSION pg_migrate UPDATE").unwrap();
 
-        assert_eq!(one(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'pg_migrate'"), current);
+        assert_eq!(one::<String>(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'pg_migrate'"), current);
         let running: String = c.query_one("SELECT state FROM migrate.jobs WHERE job = $1", &[&job]).unwrap().get(0);
         assert_eq!(running, "running", "the update did not wait for the backfill, nor stop it");
-        assert_eq!(one(&mut c, STATE), before, "the update from {old} kept history, changes and jobs");
-        let got = one(&mut c, SCHEMA);
+        assert_eq!(one::<String>(&mut c, STATE), before, "the update from {old} kept history, changes and jobs");
+        let got = one::<String>(&mut c, SCHEMA);
         assert!(got == want, "the update from {old} does not leave what CREATE EXTENSION makes:\n{}", difference(&got, &want));
 
         // Everything carries on: the backfill ends, the change contracts, the history grows and
@@ -164,7 +159,7 @@ fn update_from_every_release_keeps_history_changes_and_running_jobs() {
         c.batch_execute(&format!("CALL migrate.wait_change({change})")).unwrap();
         let contract: i64 = c.query_one("SELECT migrate.contract($1)", &[&change]).unwrap().get(0);
         c.batch_execute(&format!("CALL migrate.wait({contract})")).unwrap();
-        let column = one(&mut c, "SELECT format_type(atttypid, atttypmod) || ' ' || attnotnull FROM pg_attribute
+        let column = one::<String>(&mut c, "SELECT format_type(atttypid, atttypmod) || ' ' || attnotnull FROM pg_attribute
                                    WHERE attrelid = 'users'::regclass AND attname = 'email'");
         assert_eq!(column, "character varying(320) true");
         let copied: i64 = c
@@ -186,7 +181,7 @@ fn update_from_every_release_keeps_history_changes_and_running_jobs() {
             .get(0);
         assert_eq!(applying, "applying");
         c.batch_execute("CALL migrate.wait_version('3_note_idx')").unwrap();
-        let states = one(&mut c, "SELECT string_agg(version || '=' || state, ' ' ORDER BY version) FROM migrate.status()");
+        let states = one::<String>(&mut c, "SELECT string_agg(version || '=' || state, ' ' ORDER BY version) FROM migrate.status()");
         assert_eq!(states, "0_legacy=baseline 1_users=applied 2_note=applied 3_note_idx=applied");
     }
 }
