@@ -124,6 +124,16 @@ BEGIN
         PERFORM pg_catalog.pg_sleep(0.1);
         COMMIT;
     END LOOP;
+    -- migrate.cancel() marks the job cancelled at once; its worker then stops the statement,
+    -- cleans up and moves the version on. Return only once it has, so that what the caller does
+    -- next (apply the version again, or the next one) does not find the version still applying.
+    IF st.state OPERATOR(pg_catalog.=) 'cancelled' THEN
+        WHILE (migrate.job_status(job)).worker_alive LOOP
+            COMMIT;
+            PERFORM pg_catalog.pg_sleep(0.05);
+            COMMIT;
+        END LOOP;
+    END IF;
     IF st.state OPERATOR(pg_catalog.=) 'failed' THEN
         RAISE EXCEPTION 'pg_migrate: job % failed: %', job, st.last_error
             USING ERRCODE = 'external_routine_exception',
@@ -174,17 +184,7 @@ BEGIN
         waited := true;
         CALL migrate.wait(m.job, timeout);
         -- A cancelled job leaves the version failed, which wait() only warns about: a migration
-        -- tool must not go on to the next version as if this one had been applied. The job is
-        -- marked cancelled before its worker has cleaned up and moved the version on, so wait for
-        -- that too: the caller's next apply would otherwise find the version still applying.
-        LOOP
-            SELECT mg.state INTO m.state FROM migrate.migrations mg WHERE mg.version OPERATOR(pg_catalog.=) wait_version.version;
-            EXIT WHEN m.state OPERATOR(pg_catalog.<>) ALL (ARRAY['applying', 'rolling_back'])
-                   OR NOT (migrate.job_status(m.job)).worker_alive;
-            COMMIT;
-            PERFORM pg_catalog.pg_sleep(0.05);
-            COMMIT;
-        END LOOP;
+        -- tool must not go on to the next version as if this one had been applied.
         IF (migrate.job_status(m.job)).state OPERATOR(pg_catalog.=) 'cancelled' THEN
             RAISE EXCEPTION 'pg_migrate: version "%" is failed: its job % was cancelled', version, m.job
                 USING ERRCODE = 'object_not_in_prerequisite_state',

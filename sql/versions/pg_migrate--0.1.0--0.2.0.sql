@@ -3,6 +3,79 @@
 -- fresh CREATE EXTENSION of 0.2.0 makes (pgrx-tests/tests/upgrade.rs compares the two).
 \echo Use "ALTER EXTENSION pg_migrate UPDATE" to load this file. \quit
 
+-- changed: CALL migrate.wait() of a cancelled job returns once the job's worker has stopped
+CREATE OR REPLACE PROCEDURE migrate.wait(job bigint, timeout interval DEFAULT NULL)
+LANGUAGE plpgsql
+AS $proc$
+DECLARE
+    st record;
+    deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
+    last_done int := -1;
+    line text;
+    last_line text;
+    last_line_at timestamptz;
+BEGIN
+    PERFORM migrate.assert_can_wait();
+    LOOP
+        SELECT * INTO st FROM migrate.job_status(job);
+        IF st.state OPERATOR(pg_catalog.=) ANY (ARRAY['done', 'failed', 'cancelled', 'paused']) THEN
+            EXIT;
+        END IF;
+        IF st.kind OPERATOR(pg_catalog.=) 'backfill' THEN
+            -- a progress line when the figures changed, at most one a second
+            line := migrate.progress_line(job);
+            IF line IS DISTINCT FROM last_line AND (last_line_at IS NULL OR
+               pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_line_at OPERATOR(pg_catalog.>=) interval '1 second') THEN
+                RAISE NOTICE '%', line;
+                last_line := line;
+                last_line_at := pg_catalog.clock_timestamp();
+            END IF;
+        ELSIF st.steps_done OPERATOR(pg_catalog.<>) last_done THEN
+            RAISE NOTICE 'pg_migrate: job % is %: % of % steps done%', job, st.state, st.steps_done,
+                st.steps_total,
+                CASE WHEN st.state OPERATOR(pg_catalog.=) 'running' THEN ', running: ' || st.current_step ELSE '' END;
+            last_done := st.steps_done;
+        END IF;
+        IF deadline IS NOT NULL AND pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) deadline THEN
+            RAISE EXCEPTION 'pg_migrate: job % is still % after %', job, st.state, timeout
+                USING ERRCODE = 'query_canceled',
+                      HINT = 'The job keeps running. Call migrate.wait() again, or migrate.cancel(' || job || ').';
+        END IF;
+        COMMIT;
+        PERFORM pg_catalog.pg_sleep(0.1);
+        COMMIT;
+    END LOOP;
+    -- migrate.cancel() marks the job cancelled at once; its worker then stops the statement,
+    -- cleans up and moves the version on. Return only once it has, so that what the caller does
+    -- next (apply the version again, or the next one) does not find the version still applying.
+    IF st.state OPERATOR(pg_catalog.=) 'cancelled' THEN
+        WHILE (migrate.job_status(job)).worker_alive LOOP
+            COMMIT;
+            PERFORM pg_catalog.pg_sleep(0.05);
+            COMMIT;
+        END LOOP;
+    END IF;
+    IF st.state OPERATOR(pg_catalog.=) 'failed' THEN
+        RAISE EXCEPTION 'pg_migrate: job % failed: %', job, st.last_error
+            USING ERRCODE = 'external_routine_exception',
+                  HINT = 'See SELECT * FROM migrate.jobs WHERE job = ' || job || '; ' ||
+                         CASE WHEN st.kind OPERATOR(pg_catalog.=) 'backfill' THEN 'fix the cause and call migrate.resume(' || job || ') to go on from where it stopped.'
+                              WHEN st.version IS NULL THEN 'fix the cause and run the statement again with migrate.run_async().'
+                              ELSE 'fix the cause and apply the version again to resume (or roll it back).' END;
+    ELSIF st.state OPERATOR(pg_catalog.=) 'cancelled' THEN
+        RAISE WARNING 'pg_migrate: job % was cancelled', job;
+    ELSIF st.state OPERATOR(pg_catalog.=) 'paused' THEN
+        RAISE WARNING 'pg_migrate: job % is paused; migrate.resume(%) goes on from where it stopped', job, job;
+    ELSE
+        IF st.kind OPERATOR(pg_catalog.=) 'backfill' THEN
+            RAISE NOTICE '%', migrate.progress_line(job);
+        END IF;
+        RAISE NOTICE 'pg_migrate: job % is done', job;
+    END IF;
+END
+$proc$;
+
+
 -- new: CALL migrate.wait_version(version), for migration tools that know versions, not jobs
 -- Waits for the background work of a version: the job of its latest apply or rollback, then the
 -- jobs of the expand/contract changes its up SQL made (their backfills, validations, index
@@ -31,17 +104,7 @@ BEGIN
         waited := true;
         CALL migrate.wait(m.job, timeout);
         -- A cancelled job leaves the version failed, which wait() only warns about: a migration
-        -- tool must not go on to the next version as if this one had been applied. The job is
-        -- marked cancelled before its worker has cleaned up and moved the version on, so wait for
-        -- that too: the caller's next apply would otherwise find the version still applying.
-        LOOP
-            SELECT mg.state INTO m.state FROM migrate.migrations mg WHERE mg.version OPERATOR(pg_catalog.=) wait_version.version;
-            EXIT WHEN m.state OPERATOR(pg_catalog.<>) ALL (ARRAY['applying', 'rolling_back'])
-                   OR NOT (migrate.job_status(m.job)).worker_alive;
-            COMMIT;
-            PERFORM pg_catalog.pg_sleep(0.05);
-            COMMIT;
-        END LOOP;
+        -- tool must not go on to the next version as if this one had been applied.
         IF (migrate.job_status(m.job)).state OPERATOR(pg_catalog.=) 'cancelled' THEN
             RAISE EXCEPTION 'pg_migrate: version "%" is failed: its job % was cancelled', version, m.job
                 USING ERRCODE = 'object_not_in_prerequisite_state',
