@@ -94,6 +94,13 @@ if [ "$got" != "$want" ]; then
     tail -20 "$WORK/server.log" >&2
     exit 1
 fi
-grep -qx 'pg_migrate launcher' <(psql -d app -At -c "SELECT backend_type FROM pg_stat_activity") ||
+# the postmaster starts the launcher after recovery, so give it a few seconds rather than one look
+launcher=0
+for _ in $(seq 50); do
+    [ "$(psql -d app -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_migrate launcher'")" = 1 ] &&
+        { launcher=1; break; }
+    sleep 0.2
+done
+[ "$launcher" = 1 ] ||
     { echo "package check FAILED: no pg_migrate launcher running with shared_preload_libraries" >&2; exit 1; }
 echo "ok: the .deb installs into PostgreSQL $PG_MAJOR: CREATE EXTENSION VERSION '$first', UPDATE to $VERSION, a job run by a worker, the launcher preloaded"
