@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pg_migrate needs on a fresh Debian machine, skipping whatever is already there:
-# PostgreSQL 15 (server, headers, pg_cron), clang for bindgen, sudo, cargo-pgrx 0.18.1, and
+# PostgreSQL 15 (server, headers, pg_cron), clang for bindgen, sudo, Node and Python for the
+# examples, cargo-pgrx 0.18.1, and
 # `cargo pgrx init` against Debian's pg_config (pgrx never downloads Postgres).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -11,6 +12,10 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The examples (scripts/examples.sh) run Node and Python tools: Debian's, unless the machine
+# already has its own node/npm and a python3 that can make a virtualenv.
+command -v npm >/dev/null || missing+=(nodejs npm)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
