@@ -110,11 +110,19 @@ pub fn register() {
     GucRegistry::define_string_guc(
         c"migrate.backfill_job",
         c"Set by pg_migrate while a backfill batch writes: the job's id.",
-        c"Sync triggers read it to tell a backfill's writes from the application's. Not for setting by hand.",
+        c"Sync triggers read it to tell a backfill's writes from the application's. Only pg_migrate can set it.",
         &BACKFILL_JOB,
-        GucContext::Userset,
+        // Internal: a session that could set it would silence a change's sync trigger and lose
+        // its writes at contract. pg_migrate sets it with `mark_backfill_job`.
+        GucContext::Internal,
         GucFlags::NO_SHOW_ALL,
     );
+}
+
+/// Marks the writes made inside `scope` as backfill `job`'s (undone with the scope). The setting
+/// is PGC_INTERNAL: no SET, set_config, ALTER ROLE or connection option can reach it.
+pub fn mark_backfill_job(scope: &crate::ddl::session::GucScope, job: i64) {
+    scope.set_internal("migrate.backfill_job", &job.to_string());
 }
 
 /// Settings of the optional launcher (pg_migrate in shared_preload_libraries).

@@ -8,7 +8,7 @@ use super::spec::{self, MAX_BATCH, MIN_BATCH};
 use super::walk::{self, Key, Table};
 use crate::catalog::backfills::{self, Backfill, Done, Pace, Walk};
 use crate::ddl::retry::{schedule, sleep_ms};
-use crate::ddl::session::{as_role, GucScope};
+use crate::ddl::session::{as_role_restricted, GucScope};
 use crate::ddl::subxact::{self, Caught};
 use crate::error::{Failure, Result};
 use pgrx::prelude::*;
@@ -95,22 +95,25 @@ pub fn run(job: i64, max_rows: Option<i32>) -> Result<Outcome> {
     unreachable!("the last try returns")
 }
 
-/// Runs `f` the way every batch of the job runs, whoever calls it: as the job's owner, with the
-/// search_path the job was started with, a lock_timeout for row locks, stable text forms for key
-/// values, and migrate.backfill_job set so that sync triggers recognise the batch's writes.
+/// Runs `f` the way every batch of the job runs, whoever calls it (the job's worker, pg_cron, a
+/// superuser, a member of the owner role): as the job's owner under
+/// SECURITY_RESTRICTED_OPERATION with every setting undone at the end (`as_role_restricted`),
+/// with the search_path the job was started with, a lock_timeout for row locks, stable text
+/// forms for key values, and migrate.backfill_job set so that sync triggers recognise the
+/// batch's writes.
 pub(super) fn in_job_session<R>(b: &Backfill, lock_timeout_ms: i32, f: impl FnOnce() -> R) -> R {
-    let guc = GucScope::new();
-    if let Some(path) = &b.settings.search_path {
-        guc.set("search_path", path);
-    }
-    guc.set("lock_timeout", &format!("{lock_timeout_ms}ms"));
-    guc.set("DateStyle", "ISO, YMD");
-    guc.set("IntervalStyle", "postgres");
-    guc.set("extra_float_digits", "3");
-    guc.set("migrate.backfill_job", &b.job.to_string());
-    let value = as_role(pg_sys::Oid::from(b.owner), f);
-    drop(guc);
-    value
+    as_role_restricted(pg_sys::Oid::from(b.owner), || {
+        let guc = GucScope::new();
+        if let Some(path) = &b.settings.search_path {
+            guc.set("search_path", path);
+        }
+        guc.set("lock_timeout", &format!("{lock_timeout_ms}ms"));
+        guc.set("DateStyle", "ISO, YMD");
+        guc.set("IntervalStyle", "postgres");
+        guc.set("extra_float_digits", "3");
+        crate::gucs::mark_backfill_job(&guc, b.job);
+        f()
+    })
 }
 
 fn one_batch(b: &Backfill, table: &Table, size: i32) -> Step {

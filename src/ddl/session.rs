@@ -21,6 +21,11 @@ impl GucScope {
     pub fn set(&self, name: &str, value: &str) {
         set_guc(name, value, pg_sys::GucAction::GUC_ACTION_SAVE);
     }
+
+    /// Sets one of pg_migrate's PGC_INTERNAL settings, which no user SQL can set.
+    pub fn set_internal(&self, name: &str, value: &str) {
+        set_with_context(name, value, pg_sys::GucContext::PGC_INTERNAL, pg_sys::GucAction::GUC_ACTION_SAVE);
+    }
 }
 
 impl Drop for GucScope {
@@ -37,13 +42,17 @@ pub fn set_session(name: &str, value: &str) {
 /// SET with the caller's rights: SAVE undoes it at the end of a nest level, SET keeps it for the
 /// session, LOCAL until the end of the transaction.
 pub fn set_guc(name: &str, value: &str, action: pg_sys::GucAction::Type) {
+    set_with_context(name, value, pg_sys::GucContext::PGC_USERSET, action);
+}
+
+fn set_with_context(name: &str, value: &str, context: pg_sys::GucContext::Type, action: pg_sys::GucAction::Type) {
     let name = CString::new(name).expect("GUC names have no NUL");
     let value = CString::new(value).expect("GUC values have no NUL");
     unsafe {
         pg_sys::set_config_option(
             name.as_ptr(),
             value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
+            context,
             pg_sys::GucSource::PGC_S_SESSION,
             action,
             true,
@@ -81,10 +90,30 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     })
 }
 
-/// Runs `f` as `role` (SET ROLE without the ability to SET it back): a backfill batch runs the
-/// job's SQL as the job's owner whoever calls it (pg_cron, a member of the owner role).
-pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    switch_user(role, 0, f)
+/// Runs another role's SQL the way PostgreSQL runs a table owner's expressions during
+/// maintenance (`ExecRefreshMatView`, index builds): as `role`, under
+/// `SECURITY_RESTRICTED_OPERATION` (no SET ROLE, no temporary objects, no cursors WITH HOLD),
+/// and with every GUC change made inside undone at the end, `set_config(…, false)` included.
+/// Whoever calls pg_migrate (a superuser, a member of `role`, a pg_cron session), nothing of
+/// `role`'s code runs with the caller's rights or survives into the caller's session. Settings
+/// the caller of this function needs inside (the job's search_path, lock_timeout) are made in
+/// `f`, on the nest level this opens.
+pub fn as_role_restricted<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    switch_user(role, pg_sys::SECURITY_RESTRICTED_OPERATION as i32, || {
+        let _revert = RevertGucs { level: unsafe { pg_sys::NewGUCNestLevel() } };
+        f()
+    })
+}
+
+/// Undoes every GUC change made since its nest level began, kept or not (AtEOXact_GUC(false)).
+struct RevertGucs {
+    level: i32,
+}
+
+impl Drop for RevertGucs {
+    fn drop(&mut self) {
+        unsafe { pg_sys::AtEOXact_GUC(false, self.level) }
+    }
 }
 
 fn switch_user<R>(role: pg_sys::Oid, extra_context: i32, f: impl FnOnce() -> R) -> R {
