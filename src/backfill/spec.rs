@@ -106,40 +106,10 @@ pub fn filter(filter: Option<&str>) -> Result<Option<String>> {
     Ok(Some(filter.to_string()))
 }
 
-/// Refuses anything but one parenthesised expression: `SELECT (\n<expr>\n)` must parse as a
-/// SELECT of exactly one unnamed column and nothing else. The newlines end a trailing `--`
-/// comment, so the expression sits the same way in the UPDATE pg_migrate builds.
+/// One expression, checked on the parse tree (see `safety::expression`).
 fn check_expression(what: &str, of: &str, expression: &str) -> Result<()> {
     let label = format!("the backfill's {what} {of}").trim_end().to_string();
-    let parsed = split_after(&label, "SELECT (\n", &format!("{expression}\n)"))?;
-    let ok = match parsed.as_slice() {
-        [one] => unsafe { cast::<pg_sys::SelectStmt>(one.node, NodeTag::T_SelectStmt) }.is_some_and(|s| unsafe {
-            let single = nodes::list::<pg_sys::ResTarget>(s.targetList);
-            single.len() == 1
-                && (*single[0]).name.is_null()
-                && s.distinctClause.is_null()
-                && s.intoClause.is_null()
-                && s.fromClause.is_null()
-                && s.whereClause.is_null()
-                && s.groupClause.is_null()
-                && s.havingClause.is_null()
-                && s.windowClause.is_null()
-                && s.valuesLists.is_null()
-                && s.sortClause.is_null()
-                && s.limitOffset.is_null()
-                && s.limitCount.is_null()
-                && s.lockingClause.is_null()
-                && s.withClause.is_null()
-                && s.op == pg_sys::SetOperation::SETOP_NONE
-        }),
-        _ => false,
-    };
-    if ok {
-        return Ok(());
-    }
-    Err(Failure::new(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, format!("{label} is not a single SQL expression"))
-        .detail(format!("Expression: {}", crate::ddl::retry::fragment(expression)))
-        .hint("Pass an expression such as lower(email) or status IS NULL; subqueries go in parentheses. Nothing else is allowed where pg_migrate places it inside its UPDATE."))
+    crate::safety::expression::check_single(&label, expression)
 }
 
 /// The SET list pg_migrate runs: every column quoted, every expression in parentheses on lines

@@ -56,6 +56,19 @@ fn select(condition_and_order: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Ve
     })
 }
 
+/// The role that applied `version` (its oid and name), if that role still exists.
+pub fn owner(version: &str) -> Option<(pg_sys::Oid, String)> {
+    as_extension_owner(|| {
+        Spi::get_two_with_args::<pg_sys::Oid, String>(
+            "SELECT r.oid, r.rolname::text FROM migrate.migrations m JOIN pg_catalog.pg_roles r ON r.rolname = m.applied_by
+              WHERE m.version = $1",
+            &[version.into()],
+        )
+        .ok()
+        .and_then(|(oid, name)| Some((oid?, name?)))
+    })
+}
+
 pub fn find(version: &str) -> Option<Version> {
     select("WHERE version = $1", vec![version.into()]).into_iter().next()
 }

@@ -13,6 +13,11 @@ use pgrx::prelude::*;
 
 pub fn abort(id: i64) -> Result<String> {
     let change = super::lock_change(id)?;
+    super::as_owner_of(&change.clone(), || abort_as_owner(change))
+}
+
+fn abort_as_owner(change: Change) -> Result<String> {
+    let id = change.change;
     refuse_ended_unless_one_shot(&change)?;
     for job in [change.backfill_job, change.job].into_iter().flatten() {
         if matches!(state_of(&change, job).as_deref(), Some("queued" | "running" | "paused")) {

@@ -28,6 +28,11 @@ pub struct Plan {
 
 pub fn contract(id: i64) -> Result<i64> {
     let change = super::lock_change(id)?;
+    super::as_owner_of(&change.clone(), || contract_as_owner(change))
+}
+
+fn contract_as_owner(change: Change) -> Result<i64> {
+    let id = change.change;
     refuse_ended(&change, "contract")?;
     if !matches!(change.kind.as_str(), "expand_column" | "add_column") {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("change {id} ({}) has no contract step", change.kind))
@@ -109,7 +114,7 @@ pub fn spec_of(change: &Change) -> ExpandSpec {
 }
 
 /// The last check before the old column goes: every row that up() gives a value has one in
-/// the new column. A scan of the table, as the caller, beside the traffic.
+/// the new column. A scan of the table, as the change's owner, beside the traffic.
 fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
     let column = quote(change.new_column.as_deref().or(change.column_name.as_deref()).unwrap_or_default());
     let missing_when = if change.kind == "expand_column" {
@@ -197,6 +202,11 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
 /// The contract job's last step. Runs in the worker with its lock_timeout and retries.
 pub fn finish(id: i64) -> Result<()> {
     let change = super::lock_change(id)?;
+    super::as_owner_of(&change.clone(), || finish_as_owner(change))
+}
+
+fn finish_as_owner(change: Change) -> Result<()> {
+    let id = change.change;
     if change.phase != "contracting" {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("change {id} is {}, not being contracted", change.phase))
             .hint("finish_contract is the last step of a contract job; use SELECT migrate.contract(change)."));

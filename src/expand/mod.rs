@@ -26,6 +26,14 @@ use crate::error::{Failure, Result};
 use facts::Table;
 use pgrx::PgSqlErrorCode;
 
+/// Runs `f` as the role that made `change`, restricted (see `as_role_restricted`): contract and
+/// abort evaluate its expressions (`up` in contract's last check) and run DDL on its table, and a
+/// superuser or member contracting someone else's change must not do that with its own rights.
+/// The jobs they queue belong to that role too.
+fn as_owner_of<R>(change: &Change, f: impl FnOnce() -> R) -> R {
+    crate::ddl::session::as_role_restricted(pgrx::pg_sys::Oid::from(change.owner as u32), f)
+}
+
 /// The change, locked for this transaction, if the caller may act on it.
 fn lock_change(id: i64) -> Result<Change> {
     changes::lock(id).ok_or_else(|| {

@@ -75,6 +75,7 @@ pub fn quote(ident: &str) -> String {
 }
 
 fn walk(text: &str, label: &str, expr: &str) -> Result<Found> {
+    crate::safety::expression::check_single(label, expr)?;
     let parsed = script::split_after(label, PREFIX, &format!("{expr}\n)"))?;
     let target = match parsed.as_slice() {
         [one] => unsafe { single_target(one.node) },

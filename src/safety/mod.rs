@@ -15,6 +15,7 @@ mod allow;
 mod checks;
 mod context;
 mod exec;
+pub mod expression;
 mod facts;
 mod fingerprint;
 pub mod gate;

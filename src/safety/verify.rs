@@ -6,6 +6,7 @@
 use super::exec;
 use super::fingerprint::{self, Fingerprint};
 use crate::ddl::script::{self, Direction, Script};
+use crate::ddl::session::as_role_restricted;
 use crate::ddl::subxact;
 use crate::error::{Failure, OrRaise, Result};
 use crate::catalog::history;
@@ -43,11 +44,36 @@ fn verify_recorded(version: &str) -> Result<Vec<(String, String, String)>> {
     };
     let up = transactional("up SQL", script::parse(Direction::Up, version, up)?)?;
     let down = transactional("down SQL", script::parse(Direction::Down, version, down)?)?;
-    Ok(if recorded.state == "applied" {
-        round_trip([("down", &down), ("up", &up), ("down again", &down)])
-    } else {
-        round_trip([("up", &up), ("down", &down), ("up again", &up)])
-    })
+    let owner = owner_for_caller(version)?;
+    // The recorded SQL is its owner's: it runs with the owner's rights whoever verifies it, and
+    // nothing it sets survives the call (see docs/security.md).
+    Ok(as_role_restricted(owner, || {
+        if recorded.state == "applied" {
+            round_trip([("down", &down), ("up", &up), ("down again", &down)])
+        } else {
+            round_trip([("up", &up), ("down", &down), ("up again", &up)])
+        }
+    }))
+}
+
+/// The role whose SQL `version` is, if the caller is a member of it. A dry run still runs every
+/// statement, and a statement's effects outside the database (COPY … TO PROGRAM, dblink, a
+/// sequence's nextval) are not rolled back: only the owner and its members may cause them.
+fn owner_for_caller(version: &str) -> Result<pg_sys::Oid> {
+    let (owner, name, member) = history::owner(version)
+        .map(|(oid, name)| (oid, name.clone(), is_member(oid)))
+        .ok_or_else(|| Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("version \"{version}\" has no owner role any more"))
+            .hint("Verify its scripts with migrate.verify(up, down) as a role that may run them."))?;
+    if member {
+        return Ok(owner);
+    }
+    Err(Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied to verify version \"{version}\" of role {name}"))
+        .detail("verify() runs the version's recorded SQL with its owner's rights.")
+        .hint(format!("Verify it as {name} or as a member of that role, or verify the scripts with migrate.verify(up, down).")))
+}
+
+fn is_member(role: pg_sys::Oid) -> bool {
+    unsafe { pg_sys::is_member_of_role(pg_sys::GetUserId(), role) }
 }
 
 /// A dry run happens inside a transaction: statements that must run at top level (CREATE INDEX
