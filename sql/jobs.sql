@@ -82,7 +82,8 @@ GRANT SELECT ON migrate.jobs TO PUBLIC;
 
 -- Waits for a job to end, committing between polls: it never holds a snapshot that CREATE INDEX
 -- CONCURRENTLY would wait for. A procedure with a SET clause cannot COMMIT, so instead of pinning
--- search_path every name here is schema-qualified.
+-- search_path every name and operator here is schema-qualified (an unqualified text || bigint
+-- would run an operator that anyone who can create in a schema on the caller's path defined).
 CREATE PROCEDURE migrate.wait(job bigint, timeout interval DEFAULT NULL)
 LANGUAGE plpgsql
 AS $proc$
@@ -112,13 +113,13 @@ BEGIN
         ELSIF st.steps_done OPERATOR(pg_catalog.<>) last_done THEN
             RAISE NOTICE 'pg_migrate: job % is %: % of % steps done%', job, st.state, st.steps_done,
                 st.steps_total,
-                CASE WHEN st.state OPERATOR(pg_catalog.=) 'running' THEN ', running: ' || st.current_step ELSE '' END;
+                CASE WHEN st.state OPERATOR(pg_catalog.=) 'running' THEN pg_catalog.format(', running: %s', st.current_step) ELSE '' END;
             last_done := st.steps_done;
         END IF;
         IF deadline IS NOT NULL AND pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) deadline THEN
             RAISE EXCEPTION 'pg_migrate: job % is still % after %', job, st.state, timeout
                 USING ERRCODE = 'query_canceled',
-                      HINT = 'The job keeps running. Call migrate.wait() again, or migrate.cancel(' || job || ').';
+                      HINT = pg_catalog.format('The job keeps running. Call migrate.wait() again, or migrate.cancel(%s).', job);
         END IF;
         COMMIT;
         PERFORM pg_catalog.pg_sleep(0.1);
@@ -137,10 +138,10 @@ BEGIN
     IF st.state OPERATOR(pg_catalog.=) 'failed' THEN
         RAISE EXCEPTION 'pg_migrate: job % failed: %', job, st.last_error
             USING ERRCODE = 'external_routine_exception',
-                  HINT = 'See SELECT * FROM migrate.jobs WHERE job = ' || job || '; ' ||
-                         CASE WHEN st.kind OPERATOR(pg_catalog.=) 'backfill' THEN 'fix the cause and call migrate.resume(' || job || ') to go on from where it stopped.'
+                  HINT = pg_catalog.format('See SELECT * FROM migrate.jobs WHERE job = %s; %s', job,
+                         CASE WHEN st.kind OPERATOR(pg_catalog.=) 'backfill' THEN pg_catalog.format('fix the cause and call migrate.resume(%s) to go on from where it stopped.', job)
                               WHEN st.version IS NULL THEN 'fix the cause and run the statement again with migrate.run_async().'
-                              ELSE 'fix the cause and apply the version again to resume (or roll it back).' END;
+                              ELSE 'fix the cause and apply the version again to resume (or roll it back).' END);
     ELSIF st.state OPERATOR(pg_catalog.=) 'cancelled' THEN
         RAISE WARNING 'pg_migrate: job % was cancelled', job;
     ELSIF st.state OPERATOR(pg_catalog.=) 'paused' THEN

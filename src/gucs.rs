@@ -113,16 +113,10 @@ pub fn register() {
         c"Sync triggers read it to tell a backfill's writes from the application's. Only pg_migrate can set it.",
         &BACKFILL_JOB,
         // Internal: a session that could set it would silence a change's sync trigger and lose
-        // its writes at contract. pg_migrate sets it with `mark_backfill_job`.
+        // its writes at contract. pg_migrate sets it in `backfill::marker`.
         GucContext::Internal,
         GucFlags::NO_SHOW_ALL,
     );
-}
-
-/// Marks the writes made inside `scope` as backfill `job`'s (undone with the scope). The setting
-/// is PGC_INTERNAL: no SET, set_config, ALTER ROLE or connection option can reach it.
-pub fn mark_backfill_job(scope: &crate::ddl::session::GucScope, job: i64) {
-    scope.set_internal("migrate.backfill_job", &job.to_string());
 }
 
 /// Settings of the optional launcher (pg_migrate in shared_preload_libraries).

@@ -20,6 +20,11 @@ pgrx::pg_module_magic!();
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx appends a Rust backtrace to an error's DETAIL when the server's environment asks for
+    // backtraces (RUST_BACKTRACE=1 is common on hosts that build Rust): clients and
+    // migrate.jobs.last_error would show it. RUST_LIB_BACKTRACE decides for captured backtraces
+    // and wins over RUST_BACKTRACE; set before this process captures any.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     gucs::register();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         worker::launcher::register();

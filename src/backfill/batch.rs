@@ -111,7 +111,7 @@ pub(super) fn in_job_session<R>(b: &Backfill, lock_timeout_ms: i32, f: impl FnOn
         guc.set("DateStyle", "ISO, YMD");
         guc.set("IntervalStyle", "postgres");
         guc.set("extra_float_digits", "3");
-        crate::gucs::mark_backfill_job(&guc, b.job);
+        let _marked = super::marker::mark(&guc, b.job);
         f()
     })
 }

@@ -7,12 +7,14 @@
 //! - `walk`: the table's primary-key keyset or page ranges, and the SQL of a batch.
 //! - `batch`: one batch, wherever it runs (worker, pg_cron, client loop).
 //! - `throttle`: replica lag and lock waiters.
+//! - `marker`: which backfill is writing, for the sync triggers.
 //! - `worker`: the loop a job worker runs; `api`: the SQL functions.
 //!
 //! Data flows one way: `api` / `worker` → `batch` → `walk` → `catalog::backfills`.
 
 pub mod api;
 mod batch;
+pub mod marker;
 mod spec;
 mod throttle;
 mod walk;

@@ -28,6 +28,7 @@ pub struct Request<'a> {
 
 pub fn add_column(r: &Request) -> Result<i64> {
     let table = with_pinned_search_path(|| Table::of(r.table))?;
+    super::rewrite::check_identifier("column name", r.column)?;
     super::refuse_second_change(&table)?;
     if with_pinned_search_path(|| table.has_column(r.column)) {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN, format!("column {} of table {} already exists", quote(r.column), table.name))

@@ -47,6 +47,7 @@ pub fn expand(r: &Request) -> Result<i64> {
     // A type change alone still needs a second column while both versions run; it takes the
     // old column's name at contract.
     let new = r.new_name.map(str::to_string).unwrap_or_else(|| format!("{}_new", r.column));
+    super::rewrite::check_identifier(if r.new_name.is_some() { "new_name" } else { "the new column's name" }, &new)?;
     if new == r.column {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("new_name is the column's current name {}", quote(&new)))
             .hint("Pass a different new_name, or leave it NULL to change only the type."));

@@ -53,6 +53,19 @@ impl Table {
         }
     }
 
+    /// Refuses a caller that does not own the table (or a role that owns it): for the changes
+    /// that only queue a job, which would otherwise be recorded and fail later in the worker.
+    pub fn require_owner(&self, doing: &str) -> Result<()> {
+        let owner = Spi::get_one_with_args::<pg_sys::Oid>("SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1", &[self.oid.into()])
+            .ok()
+            .flatten();
+        if owner.is_some_and(|o| unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), o) }) {
+            return Ok(());
+        }
+        Err(Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("must be owner of table {} to {doing}", self.name))
+            .hint("Nothing was changed. Run it as the table's owner or a member of the owning role."))
+    }
+
     pub fn column(&self, name: &str) -> Result<Column> {
         Column::find(self, name)?.ok_or_else(|| {
             Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, format!("column {} of table {} does not exist", quote(name), self.name))

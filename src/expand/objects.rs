@@ -52,6 +52,7 @@ fn required<'a>(value: Option<&'a str>, what: &str, example: &str) -> Result<&'a
 /// Adds a constraint NOT VALID now (a brief lock, no scan) and validates it in a job (a scan
 /// that blocks no writes).
 fn constraint(kind: &str, table: &Table, name: &str, definition: &str) -> Result<i64> {
+    super::rewrite::check_identifier("constraint name", name)?;
     let constraint = quote(name);
     run_generated(
         &format!("adding constraint {constraint} to {}", table.name),
@@ -112,7 +113,7 @@ pub fn add_foreign_key(fk: &ForeignKey) -> Result<i64> {
         }
     };
     let list = |cols: &[String]| cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-    let name = fk.name.map(str::to_string).unwrap_or_else(|| format!("{}_{}_fkey", table.relname, fk.columns.join("_")));
+    let name = fk.name.map(str::to_string).unwrap_or_else(|| shorten(&format!("{}_{}_fkey", table.relname, fk.columns.join("_")), MAX_IDENTIFIER).to_string());
     let refs = fk.ref_columns.as_ref().map(|c| format!(" ({})", list(c))).unwrap_or_default();
     if !has_leading_index(&table, &fk.columns) {
         notice(format!(
@@ -149,11 +150,15 @@ fn has_leading_index(table: &Table, columns: &[String]) -> bool {
 
 pub fn create_index(oid: pg_sys::Oid, definition: Option<&str>, name: Option<&str>, unique: bool) -> Result<i64> {
     let table = with_pinned_search_path(|| Table::of(oid))?;
+    with_pinned_search_path(|| table.require_owner("create an index on it"))?;
     let definition = required(definition, "definition", "'(email)' or 'USING gin (tags)' or '(created_at) WHERE deleted_at IS NULL'")?.trim();
     let probe = format!("CREATE INDEX ON {} {definition}", table.name);
     let columns = index_columns(&probe)?;
     let name = match name.filter(|n| !n.is_empty()) {
-        Some(n) => n.to_string(),
+        Some(n) => {
+            super::rewrite::check_identifier("index name", n)?;
+            n.to_string()
+        }
         None => shorten(&format!("{}_{}_idx", table.relname, columns.join("_")), MAX_IDENTIFIER).to_string(),
     };
     let exists = Spi::get_one_with_args::<bool>(
@@ -227,6 +232,7 @@ pub fn drop_index(index: pg_sys::Oid) -> Result<i64> {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, "idx must be an index").hint("Pass the index's name, for example 'orders_email_idx'."));
     };
     let table = with_pinned_search_path(|| Table::of(table_oid))?;
+    with_pinned_search_path(|| table.require_owner("drop its index"))?;
     // An index lives in its table's schema.
     let qualified = format!("{}.{}", quote(&table.schema), quote(&name));
     let constraint = Spi::get_one_with_args::<String>("SELECT conname::text FROM pg_catalog.pg_constraint WHERE conindid = $1 AND conrelid = $2", &[index.into(), table_oid.into()])

@@ -70,6 +70,17 @@ pub fn shorten(name: &str, bytes: usize) -> &str {
     &name[..end]
 }
 
+/// Refuses a name Postgres would cut (42622), before anything is recorded: a cut name would not
+/// be the one pg_migrate records and later looks for.
+pub fn check_identifier(what: &str, name: &str) -> Result<()> {
+    if name.len() <= MAX_IDENTIFIER {
+        return Ok(());
+    }
+    Err(Failure::new(PgSqlErrorCode::ERRCODE_NAME_TOO_LONG, format!("{what} {} is too long", quote(shorten(name, 20)) + "…"))
+        .detail(format!("It is {} bytes; PostgreSQL keeps at most {MAX_IDENTIFIER} bytes of a name.", name.len()))
+        .hint(format!("Nothing was changed. Choose a {what} of at most {MAX_IDENTIFIER} bytes.")))
+}
+
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }

@@ -4,7 +4,7 @@
 //! It only assigns to NEW, so it never writes another row and cannot loop. It fires last among
 //! the table's BEFORE triggers (triggers fire in name order, hence the `zz_` prefix), so it syncs
 //! the values the application's own triggers have settled on. It does nothing for the writes of
-//! its change's backfill (marked by `migrate.backfill_job`): the backfill sets the new column
+//! its change's backfill (see `backfill::marker`): the backfill sets the new column
 //! from the old one, and the old column must never be rewritten from a lossy new value.
 
 use super::facts::Table;
@@ -56,7 +56,7 @@ pub fn create(s: &Sync) -> Result<(String, String)> {
         r#"
 #variable_conflict use_column
 BEGIN
-    IF pg_catalog.current_setting('migrate.backfill_job', true) = '{job}' THEN
+    IF migrate.backfill_writing() OPERATOR(pg_catalog.=) {job} THEN
         RETURN NEW;
     END IF;
     IF TG_OP = 'INSERT' THEN
