@@ -3,7 +3,7 @@
 //! deciding code can describe a problem and one place raises it.
 
 use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -71,4 +71,40 @@ pub fn notice(message: impl AsRef<str>) {
 pub fn sqlstate(code: PgSqlErrorCode) -> String {
     let packed = code as i32;
     (0..5).map(|i| (((packed >> (6 * i)) & 0x3f) as u8 + b'0') as char).collect()
+}
+
+/// Installs `emit_log`, once per process (from `_PG_init`).
+pub fn install_log_hook() {
+    unsafe {
+        PREVIOUS_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
+        pg_sys::emit_log_hook = Some(emit_log);
+    }
+}
+
+static mut PREVIOUS_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
+
+/// What pgrx raises, as XX000, when an argument's text is not valid UTF-8 (a SQL_ASCII database
+/// holding other bytes): it happens before any of pg_migrate's code runs, so it is renamed here,
+/// on its way to the client and the log, into the error Postgres itself gives for bad bytes.
+const PGRX_NOT_UTF8: &[u8] = b"datums converted to &str should be valid UTF-8";
+
+/// emit_log_hook: only rewrites that one error. Runs inside error reporting, so it must not
+/// raise or panic: plain pointer reads and strdups into ErrorContext.
+unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
+    unsafe {
+        let e = &mut *edata;
+        if e.sqlerrcode == PgSqlErrorCode::ERRCODE_INTERNAL_ERROR as i32
+            && !e.message.is_null()
+            && std::ffi::CStr::from_ptr(e.message).to_bytes().starts_with(PGRX_NOT_UTF8)
+        {
+            let copy = |s: &std::ffi::CStr| pg_sys::MemoryContextStrdup(pg_sys::ErrorContext, s.as_ptr());
+            e.sqlerrcode = PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE as i32;
+            e.message = copy(c"pg_migrate: an argument is not valid UTF-8 text");
+            e.detail = copy(c"pg_migrate reads its text arguments as UTF-8; in a SQL_ASCII database only ASCII text is that.");
+            e.hint = copy(c"Nothing was run. Use ASCII text in this database, or a UTF8 database.");
+        }
+        if let Some(previous) = PREVIOUS_EMIT_LOG_HOOK {
+            previous(edata);
+        }
+    }
 }

@@ -25,6 +25,7 @@ pub extern "C-unwind" fn _PG_init() {
     // migrate.jobs.last_error would show it. RUST_LIB_BACKTRACE decides for captured backtraces
     // and wins over RUST_BACKTRACE; set before this process captures any.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    error::install_log_hook();
     gucs::register();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         worker::launcher::register();
