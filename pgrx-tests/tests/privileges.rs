@@ -133,10 +133,12 @@ fn functions_pin_their_search_path_against_hijacking() {
               WHERE n.nspname = 'migrate'
                 -- these run or resolve the caller's SQL with the caller's search_path (their own
                 -- catalog SQL is pinned inside); wait() is a procedure that COMMITs, which a SET
-                -- clause forbids, so it (like wait_change and wait_version) schema-qualifies every name instead
+                -- clause forbids, so it (like wait_change and wait_version) schema-qualifies every name instead;
+                -- backfill_writing() runs no SQL and is called by sync triggers on every row, where a
+                -- SET clause would cost a GUC save and restore per call
                 AND p.proname NOT IN ('apply', 'rollback', 'rollback_to', 'run_async', 'wait', 'lint', 'plan', 'verify',
                                       'backfill_start', 'expand_column', 'add_column', 'add_check', 'create_index',
-                                      'add_enum_value', 'wait_change', 'wait_version')
+                                      'add_enum_value', 'wait_change', 'wait_version', 'backfill_writing')
                 AND NOT coalesce(p.proconfig::text LIKE '%search_path%', false)
               ORDER BY 1",
             &[],

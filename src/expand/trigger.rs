@@ -56,7 +56,7 @@ pub fn create(s: &Sync) -> Result<(String, String)> {
         r#"
 #variable_conflict use_column
 BEGIN
-    IF migrate.backfill_writing() OPERATOR(pg_catalog.=) {job} THEN
+    IF {backfill_writing} OPERATOR(pg_catalog.=) {job} THEN
         RETURN NEW;
     END IF;
     IF TG_OP = 'INSERT' THEN
@@ -80,6 +80,7 @@ BEGIN
 END
 "#,
         job = s.backfill_job,
+        backfill_writing = backfill_mark(),
     );
     let tag = dollar_tag(&body, s.change);
     let function = format!(
@@ -119,6 +120,21 @@ fn over_new(expr: &str, label: &str) -> Result<String> {
         Some(direct) => format!("({direct})"),
         None => format!("(SELECT (\n{expr}\n) FROM (SELECT NEW.*) AS migrate_row)"),
     })
+}
+
+/// How the trigger asks which backfill is writing: `migrate.backfill_writing()` (see
+/// `backfill::marker`), or, while the database still has the SQL objects of pg_migrate 0.2.0 or
+/// earlier (the library was updated, `ALTER EXTENSION pg_migrate UPDATE` not run yet), the
+/// read-only setting those versions used.
+fn backfill_mark() -> &'static str {
+    let has_function = crate::ddl::session::with_pinned_search_path(|| {
+        pgrx::Spi::get_one::<bool>("SELECT to_regprocedure('migrate.backfill_writing()') IS NOT NULL").ok().flatten().unwrap_or(false)
+    });
+    if has_function {
+        "migrate.backfill_writing()"
+    } else {
+        "pg_catalog.current_setting('migrate.backfill_job', true)::bigint"
+    }
 }
 
 /// A dollar-quote tag that does not occur in the body (the user's expressions are in it).
