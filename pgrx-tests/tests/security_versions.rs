@@ -388,3 +388,28 @@ fn resuming_a_failed_version_is_its_owners_and_runs_as_its_owner() {
     assert_eq!(one::<String>(&mut admin, "SELECT indexdef FROM pg_indexes WHERE indexname = 't_id'"), "CREATE UNIQUE INDEX t_id ON alice.t USING btree (id)");
     assert_eq!(one::<String>(&mut admin, "SELECT string_agg(cu, ',') FROM alice.who"), "alice");
 }
+
+#[test]
+fn a_superuser_rolls_back_a_deployers_expand_as_the_deployer() {
+    let pg = start();
+    database(&pg, "app");
+    let mut alice = pg.connect_as("app", "alice");
+    alice
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, a text);
+             INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 2000) g;
+             SELECT migrate.apply('1_rename', $$SELECT migrate.expand_column('t', 'a', new_name => 'b')$$);",
+        )
+        .unwrap();
+    let mut admin = pg.connect("app");
+    let columns = "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+                    WHERE attrelid = 'alice.t'::regclass AND attnum > 0 AND NOT attisdropped";
+    assert_eq!(one::<String>(&mut admin, columns), "id,a,b");
+
+    // The generated down SQL (SELECT migrate.abort(n)) works inside the restricted rollback.
+    let s: String = admin.query_one("SELECT migrate.rollback('1_rename')", &[]).unwrap().get(0);
+    assert_eq!(s, "rolled_back");
+    assert_eq!(one::<String>(&mut admin, columns), "id,a");
+    assert_eq!(one::<String>(&mut admin, "SELECT phase FROM migrate.all_changes"), "aborted");
+    assert_eq!(one::<i64>(&mut admin, "SELECT count(*) FROM alice.t WHERE a = 'v' || id"), 2000);
+}
