@@ -77,14 +77,19 @@ fn a_first_baseline_works_and_only_its_owner_forgets_it() {
     let pg = start();
     database(&pg, "app");
     let mut bob = pg.connect_as("app", "bob");
-    let mut alice = pg.connect_as("app", "alice");
 
     // In an empty database a deployer's baseline begins the history.
     let s: String = bob.query_one("SELECT migrate.baseline('100_existing')", &[]).unwrap().get(0);
     assert_eq!(s, "applied");
     assert_eq!(one::<String>(&mut bob, "SELECT owner::text FROM migrate.status() WHERE version = '100_existing'"), "bob");
+    let (mut alice, notices) = pg.connect_with_notices("app", "alice");
     alice.batch_execute("SELECT migrate.apply('050_old', 'CREATE TABLE old (id int);')").unwrap();
     assert!(!exists(&mut alice, "alice.old"), "covered by the baseline: nothing ran");
+    let seen = notices.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|n| n.ends_with("is covered by baseline \"100_existing\" of role \"bob\"; nothing to do")),
+        "the NOTICE says whose baseline skipped it: {seen:?}"
+    );
 
     // A second baseline from a deployer is refused, even above every version.
     let (code, ..) = refused(&mut alice, "SELECT migrate.baseline('200_mine')");

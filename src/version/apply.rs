@@ -77,9 +77,11 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
         }
     } else if let Some(base) = history::baseline() {
         if version_cmp(version, &base.version).is_le() {
+            // Naming who recorded it: a baseline decides for every role what apply skips.
             notice(format!(
-                "pg_migrate: version \"{version}\" is covered by baseline \"{}\"; nothing to do",
-                base.version
+                "pg_migrate: version \"{version}\" is covered by baseline \"{}\" of role \"{}\"; nothing to do",
+                base.version,
+                base.owner_name.as_deref().or(base.applied_by.as_deref()).unwrap_or("(unknown)")
             ));
             return Ok("applied".to_string());
         }
