@@ -18,6 +18,10 @@ CREATE TABLE migrate.migrations (
                   CHECK (state IN ('applying', 'applied', 'failed', 'rolling_back', 'rolled_back')),
     is_baseline   boolean NOT NULL DEFAULT false,
     applied_by    name,
+    -- the role the version belongs to: the role that applied it (current_user of the apply or
+    -- baseline). Rolling it back, resuming or repairing it needs membership in this role, and its
+    -- SQL runs as this role. NULL only for a row recorded before 0.3.0 whose role was gone.
+    owner         regrole,
     applied_at    timestamptz,
     duration_ms   numeric,
     rolled_back_by name,
@@ -96,7 +100,8 @@ RETURNS TABLE (
     applied_at  timestamptz,
     applied_by  name,
     duration_ms numeric,
-    has_down    boolean
+    has_down    boolean,
+    owner       name
 )
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -104,10 +109,11 @@ AS $fn$
     SELECT m.version, m.name,
            CASE WHEN m.is_baseline AND m.state = 'applied' THEN 'baseline' ELSE m.state END,
            m.checksum, m.applied_at, m.applied_by, m.duration_ms,
-           m.down IS NOT NULL
+           m.down IS NOT NULL,
+           pg_catalog.pg_get_userbyid(m.owner)
       FROM migrate.migrations m
      ORDER BY m.version COLLATE "C"
 $fn$;
 
 COMMENT ON FUNCTION migrate.status() IS
-    'pg_migrate: one row per known version (baselines show state baseline)';
+    'pg_migrate: one row per known version (baselines show state baseline; owner is the role it belongs to)';

@@ -20,6 +20,12 @@ pub struct Version {
     pub is_baseline: bool,
     pub up: Option<String>,
     pub down: Option<String>,
+    /// The role the version belongs to: the one that applied it (see version::owner). None for
+    /// a row recorded before 0.3.0 whose role was gone when the extension was updated.
+    pub owner: Option<pg_sys::Oid>,
+    /// The owner's name; None when there is no owner or that role has been dropped since.
+    pub owner_name: Option<String>,
+    pub applied_by: Option<String>,
 }
 
 /// Serialises concurrent deployers until the caller's transaction ends. Waiting here holds no
@@ -31,10 +37,32 @@ pub fn lock() {
     })
 }
 
-const COLUMNS: &str = "version, name, checksum, state, is_baseline, up, down";
+/// Whether migrate.migrations has its `owner` column. A catalog made before 0.3.0 has none until
+/// `ALTER EXTENSION pg_migrate UPDATE`, and the newer library runs against it until then (a
+/// package is installed first, the update follows): there, the owner of a row is the role its
+/// applied_by names, as the update fills it in, and new rows are written without it.
+fn has_owner_column() -> bool {
+    as_extension_owner(|| {
+        Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_attribute
+                             WHERE attrelid = 'migrate.migrations'::regclass AND attname = 'owner' AND NOT attisdropped)",
+        )
+        .expect("read pg_attribute")
+        .unwrap_or(false)
+    })
+}
 
 fn select(condition_and_order: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Vec<Version> {
-    let query = format!("SELECT {COLUMNS} FROM migrate.migrations {condition_and_order}");
+    let owner = if has_owner_column() {
+        "m.owner::oid"
+    } else {
+        "(SELECT r.oid FROM pg_roles r WHERE r.rolname = m.applied_by)"
+    };
+    let query = format!(
+        "SELECT version, name, checksum, state, is_baseline, up, down, {owner},
+                (SELECT r.rolname::text FROM pg_roles r WHERE r.oid = {owner}), applied_by::text
+           FROM migrate.migrations m {condition_and_order}"
+    );
     as_extension_owner(|| {
         Spi::connect(|client| {
             let rows = client.select(&query, None, &args)?;
@@ -48,6 +76,9 @@ fn select(condition_and_order: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Ve
                     is_baseline: row.get::<bool>(5)?.unwrap_or(false),
                     up: row.get::<String>(6)?,
                     down: row.get::<String>(7)?,
+                    owner: row.get::<pg_sys::Oid>(8)?,
+                    owner_name: row.get::<String>(9)?,
+                    applied_by: row.get::<String>(10)?,
                 });
             }
             Ok::<_, pgrx::spi::SpiError>(out)
@@ -56,16 +87,15 @@ fn select(condition_and_order: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Ve
     })
 }
 
-/// The role that applied `version` (its oid and name), if that role still exists.
+/// The role `version` belongs to (its oid and name), if that role still exists.
 pub fn owner(version: &str) -> Option<(pg_sys::Oid, String)> {
+    find(version).and_then(|v| Some((v.owner?, v.owner_name?)))
+}
+
+/// How many versions are recorded, in any state (none: a baseline may begin the history).
+pub fn count() -> i64 {
     as_extension_owner(|| {
-        Spi::get_two_with_args::<pg_sys::Oid, String>(
-            "SELECT r.oid, r.rolname::text FROM migrate.migrations m JOIN pg_catalog.pg_roles r ON r.rolname = m.applied_by
-              WHERE m.version = $1",
-            &[version.into()],
-        )
-        .ok()
-        .and_then(|(oid, name)| Some((oid?, name?)))
+        Spi::get_one::<i64>("SELECT count(*) FROM migrate.migrations").expect("read migrate.migrations").unwrap_or(0)
     })
 }
 
@@ -125,23 +155,30 @@ pub struct Applied<'a> {
     pub job: Option<i64>,
     /// Lint rules the migration breaks with permission (`-- migrate:allow`).
     pub lint_accepted: &'a [String],
+    /// The role that called apply(): the version's owner from now on.
+    pub owner: pg_sys::Oid,
 }
 
 pub fn record_applied(a: &Applied) {
     let (actor, _) = caller_names();
     let to_state = if a.job.is_some() { "applying" } else { "applied" };
+    let (column, value, update) =
+        if has_owner_column() { (", owner", ", $11::regrole", "owner = EXCLUDED.owner,") } else { ("", "", "") };
+    let sql = format!(
+        "INSERT INTO migrate.migrations AS m
+                (version, name, checksum, up, down, applied_by, applied_at, duration_ms, state, job_ids, lint_accepted{column})
+         VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), round($7::numeric, 3), $8,
+                 CASE WHEN $9::bigint IS NULL THEN '{{}}'::bigint[] ELSE ARRAY[$9::bigint] END, $10{value})
+         ON CONFLICT (version) DO UPDATE
+            SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, up = EXCLUDED.up,
+                down = EXCLUDED.down, state = EXCLUDED.state, applied_by = EXCLUDED.applied_by, {update}
+                applied_at = EXCLUDED.applied_at, duration_ms = EXCLUDED.duration_ms,
+                rolled_back_by = NULL, rolled_back_at = NULL, lint_accepted = EXCLUDED.lint_accepted,
+                job_ids = m.job_ids || EXCLUDED.job_ids"
+    );
     as_extension_owner(|| {
         Spi::run_with_args(
-            "INSERT INTO migrate.migrations AS m
-                    (version, name, checksum, up, down, applied_by, applied_at, duration_ms, state, job_ids, lint_accepted)
-             VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), round($7::numeric, 3), $8,
-                     CASE WHEN $9::bigint IS NULL THEN '{}'::bigint[] ELSE ARRAY[$9::bigint] END, $10)
-             ON CONFLICT (version) DO UPDATE
-                SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, up = EXCLUDED.up,
-                    down = EXCLUDED.down, state = EXCLUDED.state, applied_by = EXCLUDED.applied_by,
-                    applied_at = EXCLUDED.applied_at, duration_ms = EXCLUDED.duration_ms,
-                    rolled_back_by = NULL, rolled_back_at = NULL, lint_accepted = EXCLUDED.lint_accepted,
-                    job_ids = m.job_ids || EXCLUDED.job_ids",
+            &sql,
             &[
                 a.version.into(),
                 a.name.into(),
@@ -153,6 +190,7 @@ pub fn record_applied(a: &Applied) {
                 to_state.into(),
                 a.job.into(),
                 a.lint_accepted.to_vec().into(),
+                a.owner.into(),
             ],
         )
         .expect("record apply");
@@ -194,7 +232,8 @@ pub fn record_rolled_back(version: &Version, duration_ms: f64, job: Option<i64>)
         "rollback",
         Some(&version.state),
         Some(to_state),
-        serde_json::json!({ "duration_ms": duration_ms, "job": job }),
+        // The role whose rights the down SQL ran with, which may not be the actor's.
+        serde_json::json!({ "duration_ms": duration_ms, "job": job, "owner": version.owner_name }),
     );
 }
 
@@ -262,15 +301,16 @@ pub fn record_failed_attempt(version: &str, action: &str, detail: Value, error: 
     event_as(actor, session_role, version, action, None, None, detail, Some(error));
 }
 
-pub fn record_baseline(version: &str, name: Option<&str>) {
+pub fn record_baseline(version: &str, name: Option<&str>, owner: pg_sys::Oid) {
     let (actor, _) = caller_names();
+    let (column, value) = if has_owner_column() { (", owner", ", $4::regrole") } else { ("", "") };
+    let sql = format!(
+        "INSERT INTO migrate.migrations (version, name, state, is_baseline, applied_by, applied_at, duration_ms{column})
+         VALUES ($1, $2, 'applied', true, $3, clock_timestamp(), 0{value})"
+    );
     as_extension_owner(|| {
-        Spi::run_with_args(
-            "INSERT INTO migrate.migrations (version, name, state, is_baseline, applied_by, applied_at, duration_ms)
-             VALUES ($1, $2, 'applied', true, $3, clock_timestamp(), 0)",
-            &[version.into(), name.into(), actor.as_str().into()],
-        )
-        .expect("record baseline");
+        Spi::run_with_args(&sql, &[version.into(), name.into(), actor.as_str().into(), owner.into()])
+            .expect("record baseline");
     });
     event(version, "baseline", None, Some("applied"), serde_json::json!({}));
 }

@@ -79,15 +79,20 @@ pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
 /// themselves: there is no SQL-callable back door, only this Rust path.
 pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     with_pinned_search_path(|| {
-        let owner = Spi::get_one::<pg_sys::Oid>(
-            "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_migrate'",
-        )
-        .ok()
-        .flatten()
-        .expect("pg_migrate is installed in this database");
-
+        let owner = extension_owner();
         switch_user(owner, pg_sys::SECURITY_RESTRICTED_OPERATION as i32, f)
     })
+}
+
+/// The role that owns the pg_migrate extension in this database. Qualified throughout: callers
+/// may run with the user's search_path.
+pub fn extension_owner() -> pg_sys::Oid {
+    Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_migrate'",
+    )
+    .ok()
+    .flatten()
+    .expect("pg_migrate is installed in this database")
 }
 
 /// Runs another role's SQL the way PostgreSQL runs a table owner's expressions during

@@ -1,6 +1,7 @@
 //! `migrate.apply()`: decide whether a version must run, run it politely, record it.
 
 use super::checksum::checksum_of;
+use super::owner::{self, Act};
 use super::{validate, Running};
 use crate::catalog::history;
 use crate::catalog::jobs;
@@ -31,6 +32,8 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
     let down = validate::optional_script("down", version, down)?;
     let _running = Running::enter("migrate.apply")?;
     let checksum = checksum_of(up);
+    // The caller owns what it applies; taken now, before the up SQL could SET ROLE.
+    let caller = unsafe { pg_sys::GetUserId() };
 
     history::lock();
     launch::resume_orphans();
@@ -74,9 +77,11 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
         }
     } else if let Some(base) = history::baseline() {
         if version_cmp(version, &base.version).is_le() {
+            // Naming who recorded it: a baseline decides for every role what apply skips.
             notice(format!(
-                "pg_migrate: version \"{version}\" is covered by baseline \"{}\"; nothing to do",
-                base.version
+                "pg_migrate: version \"{version}\" is covered by baseline \"{}\" of role \"{}\"; nothing to do",
+                base.version,
+                base.owner_name.as_deref().or(base.applied_by.as_deref()).unwrap_or("(unknown)")
             ));
             return Ok("applied".to_string());
         }
@@ -127,6 +132,7 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
         previous: previous.as_ref(),
         job,
         lint_accepted: &lint_accepted,
+        owner: caller,
     });
     if let Some(job) = job {
         notice(format!(
@@ -162,7 +168,8 @@ pub fn refuse_in_flight(waiting: &str) -> Result<()> {
     }
 }
 
-/// The failed version's job starts again at the statement that failed.
+/// The failed version's job starts again at the statement that failed, as the version's owner:
+/// its up SQL is the owner's, whoever resumes it.
 fn resume_failed(prev: &history::Version) -> Result<String> {
     let job = history::job_ids(&prev.version).last().copied();
     let Some(job) = job.filter(|j| jobs::direction_at_cursor(*j).as_deref() == Some("up")) else {
@@ -173,7 +180,7 @@ fn resume_failed(prev: &history::Version) -> Result<String> {
         .detail("Part of its down SQL took effect; applying its up SQL now could repeat or contradict it.")
         .hint(format!("Finish the rollback with SELECT migrate.rollback('{}'), which resumes at the statement that failed.", prev.version)));
     };
-    worker::resubmit(job)?;
+    owner::check(prev, Act::Resume)?.run(|| worker::resubmit(job))?;
     history::record_resumed(&prev.version, "up", job);
     notice(format!(
         "pg_migrate: resuming version \"{}\" in job {job} from the statement that failed; follow it with CALL migrate.wait({job})",

@@ -3,7 +3,7 @@
 mod apply;
 mod bookkeeping;
 mod checksum;
-
+mod owner;
 mod rollback;
 pub mod validate;
 

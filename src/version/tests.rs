@@ -151,6 +151,23 @@ mod tests {
     }
 
     #[pg_test]
+    fn naming_a_baseline_in_rollback_forgets_it() {
+        Spi::run("SELECT migrate.baseline('20240101_existing')").unwrap();
+        assert_eq!(one::<bool>("SELECT owner = current_user FROM migrate.status()"), Some(true));
+        assert_eq!(one::<String>("SELECT migrate.rollback('20240101_existing')").as_deref(), Some("rolled_back"));
+        assert_eq!(state("20240101_existing").as_deref(), Some("rolled_back"));
+        // Nothing is skipped any more.
+        Spi::run("SELECT migrate.apply('20231231_old', 'CREATE TABLE once_skipped (i int);')").unwrap();
+        assert!(table_exists("once_skipped"));
+    }
+
+    #[pg_test(error = "cannot roll back: \"20240101_existing\" is a baseline, which ran nothing")]
+    fn bare_rollback_stops_at_a_baseline() {
+        Spi::run("SELECT migrate.baseline('20240101_existing')").unwrap();
+        Spi::run("SELECT migrate.rollback()").unwrap();
+    }
+
+    #[pg_test]
     fn repair_realigns_checksum_and_logs_it() {
         Spi::run("SELECT migrate.apply('1', 'CREATE TABLE a (i int);')").unwrap();
         let old = one::<String>("SELECT checksum FROM migrate.status()").unwrap();
