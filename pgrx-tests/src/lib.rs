@@ -214,6 +214,25 @@ pub fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -
         .get(0)
 }
 
+/// Runs `sql` (one or more statements); a failure panics with the server's SQLSTATE, message and
+/// detail.
+pub fn exec(c: &mut Client, sql: &str) {
+    c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error().map(|d| (d.code().code(), d.message(), d.detail()))));
+}
+
+/// The error of `sql`, which must fail: (SQLSTATE, message, detail, hint).
+pub fn fails(c: &mut Client, sql: &str) -> (String, String, String, String) {
+    match c.batch_execute(sql) {
+        Ok(()) => panic!("expected an error from: {sql}"),
+        Err(e) => db_error(&e),
+    }
+}
+
+/// Whether `role` is a superuser: what most attacks in the security tests try to make true.
+pub fn is_superuser(c: &mut Client, role: &str) -> bool {
+    c.query_one("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1", &[&role]).unwrap().get(0)
+}
+
 /// The SQLSTATE, message, detail and hint of a failed query, for assertions.
 pub fn db_error(e: &Error) -> (String, String, String, String) {
     let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));

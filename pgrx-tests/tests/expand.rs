@@ -5,7 +5,7 @@
 //! refused input, and the one-shot operations (add_column, create_index, drop_column,
 //! add_enum_value).
 
-use pg_migrate_integration::{db_error, one, Client, Cluster};
+use pg_migrate_integration::{exec, fails, one, Client, Cluster};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,24 +16,12 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------------
 
 
-fn exec(c: &mut Client, sql: &str) {
-    c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error().map(|d| (d.code().code(), d.message(), d.detail()))));
-}
-
 /// A cluster with database "app" and pg_migrate installed.
 fn app() -> (Cluster, Client) {
     let pg = Cluster::start();
     pg.create_db("app");
     let c = pg.connect("app");
     (pg, c)
-}
-
-/// The error of `sql`, which must fail: (SQLSTATE, message, detail, hint).
-fn fails(c: &mut Client, sql: &str) -> (String, String, String, String) {
-    match c.batch_execute(sql) {
-        Ok(()) => panic!("expected an error from: {sql}"),
-        Err(e) => db_error(&e),
-    }
 }
 
 fn backfill_job(c: &mut Client, change: i64) -> i64 {

@@ -10,7 +10,7 @@
 //! `search_path = dep, pg_catalog, public` in the session that ran it, where the deployer's own
 //! `dep.lower()` waits for the next unqualified `lower()`.
 
-use pg_migrate_integration::{db_error, one, pg_command, Client, Cluster};
+use pg_migrate_integration::{exec, fails, is_superuser, one, pg_command, Client, Cluster};
 use std::process::Stdio;
 
 const PAYLOAD: &str = r#"
@@ -61,21 +61,6 @@ fn setup() -> (Cluster, Client) {
     );
     exec(&mut admin, PAYLOAD);
     (pg, admin)
-}
-
-fn exec(c: &mut Client, sql: &str) {
-    c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error().map(|d| (d.code().code(), d.message(), d.detail()))));
-}
-
-fn fails(c: &mut Client, sql: &str) -> (String, String, String, String) {
-    match c.batch_execute(sql) {
-        Ok(()) => panic!("expected an error from: {sql}"),
-        Err(e) => db_error(&e),
-    }
-}
-
-fn is_superuser(admin: &mut Client, role: &str) -> bool {
-    admin.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&role]).unwrap().get(0)
 }
 
 /// The roles the payload ran as, distinct and sorted.

@@ -2,7 +2,7 @@
 //! else's rights). Every attack is made by a real non-superuser LOGIN role in its own session:
 //! alice and bob are deployers with EXECUTE on pg_migrate's functions, each owning a schema.
 
-use pg_migrate_integration::{db_error, one, Client, Cluster};
+use pg_migrate_integration::{db_error, fails, is_superuser, one, Client, Cluster};
 
 fn start() -> Cluster {
     let pg = Cluster::start();
@@ -23,22 +23,12 @@ fn database(pg: &Cluster, db: &str) {
         .unwrap();
 }
 
-/// The SQLSTATE, message, detail and hint of a call that must fail.
-fn refused(c: &mut Client, sql: &str) -> (String, String, String, String) {
-    let e = c.batch_execute(sql).expect_err(sql);
-    db_error(&e)
-}
-
 fn state(c: &mut Client, version: &str) -> String {
     one(c, &format!("SELECT coalesce((SELECT state FROM migrate.status() WHERE version = '{version}'), 'none')"))
 }
 
 fn exists(c: &mut Client, relation: &str) -> bool {
     one(c, &format!("SELECT to_regclass('{relation}') IS NOT NULL"))
-}
-
-fn is_superuser(c: &mut Client, role: &str) -> bool {
-    one(c, &format!("SELECT rolsuper FROM pg_roles WHERE rolname = '{role}'"))
 }
 
 #[test]
@@ -50,7 +40,7 @@ fn a_late_baseline_from_a_deployer_is_refused_and_applies_still_run() {
     alice.batch_execute("SELECT migrate.apply('1_a', 'CREATE TABLE a1 (id int);')").unwrap();
 
     // The attack of the review: a baseline above every version makes every later apply a no-op.
-    let (code, message, detail, hint) = refused(&mut bob, "SELECT migrate.baseline(repeat('z', 200))");
+    let (code, message, detail, hint) = fails(&mut bob, "SELECT migrate.baseline(repeat('z', 200))");
     assert_eq!(code, "42501");
     assert!(message.starts_with("permission denied to record baseline \"zzz"), "{message}");
     assert!(detail.contains("1 version is recorded") && detail.contains("role \"postgres\""), "{detail}");
@@ -92,17 +82,17 @@ fn a_first_baseline_works_and_only_its_owner_forgets_it() {
     );
 
     // A second baseline from a deployer is refused, even above every version.
-    let (code, ..) = refused(&mut alice, "SELECT migrate.baseline('200_mine')");
+    let (code, ..) = fails(&mut alice, "SELECT migrate.baseline('200_mine')");
     assert_eq!(code, "42501");
 
     // Only bob (or a member of bob) can forget it.
-    let (code, message, detail, hint) = refused(&mut alice, "SELECT migrate.rollback('100_existing')");
+    let (code, message, detail, hint) = fails(&mut alice, "SELECT migrate.rollback('100_existing')");
     assert_eq!(code, "42501");
     assert_eq!(message, "permission denied to roll back version \"100_existing\" of role \"bob\"");
     assert!(detail.contains("Role \"alice\" is not a member of \"bob\""), "{detail}");
     assert!(hint.contains("migrate.status()"), "{hint}");
     // A bare rollback() stops at a baseline instead of forgetting it.
-    let (code, message, _, hint) = refused(&mut bob, "SELECT migrate.rollback()");
+    let (code, message, _, hint) = fails(&mut bob, "SELECT migrate.rollback()");
     assert_eq!(code, "55000");
     assert!(message.contains("is a baseline"), "{message}");
     assert!(hint.contains("SELECT migrate.rollback('100_existing')"), "{hint}");
@@ -137,7 +127,7 @@ fn a_deployer_cannot_roll_back_resume_or_repair_another_deployers_version() {
         "SELECT * FROM migrate.rollback_to('0_base')",
         "SELECT migrate.repair('1_users', 'CREATE TABLE users (id int); DROP SCHEMA alice CASCADE;')",
     ] {
-        let (code, message, detail, hint) = refused(&mut bob, call);
+        let (code, message, detail, hint) = fails(&mut bob, call);
         assert_eq!(code, "42501", "{call}");
         assert!(message.contains("version \"1_users\" of role \"alice\""), "{call}: {message}");
         assert!(detail.contains("belongs to role \"alice\""), "{call}: {detail}");
@@ -189,7 +179,7 @@ fn a_superuser_rolls_back_a_version_with_its_owners_rights_only() {
 
     // A temporary table is refused inside the restricted rollback, with a clear error; the
     // owner's own session runs the same down SQL.
-    let (code, message, detail, hint) = refused(&mut admin, "SELECT migrate.rollback()");
+    let (code, message, detail, hint) = fails(&mut admin, "SELECT migrate.rollback()");
     assert_eq!(code, "42501");
     assert!(message.contains("of down SQL of version \"5_temp\" failed: cannot create temporary table within security-restricted operation"), "{message}");
     assert!(detail.contains("runs as its owner \"alice\" within a security-restricted operation"), "{detail}");
@@ -199,7 +189,7 @@ fn a_superuser_rolls_back_a_version_with_its_owners_rights_only() {
     assert!(!exists(&mut admin, "alice.t5"));
 
     // SET ROLE alice does not make it alice's own session: RESET ROLE would reach postgres.
-    let (code, message, detail, _) = refused(&mut admin, "SET ROLE alice; SELECT migrate.rollback();");
+    let (code, message, detail, _) = fails(&mut admin, "SET ROLE alice; SELECT migrate.rollback();");
     admin.batch_execute("RESET ROLE").unwrap();
     assert_eq!(code, "42501");
     // PostgreSQL names the user switch that comes with the restriction.
@@ -208,13 +198,13 @@ fn a_superuser_rolls_back_a_version_with_its_owners_rights_only() {
     assert!(!is_superuser(&mut admin, "alice"));
     assert!(exists(&mut admin, "alice.t4"), "the failed rollback changed nothing");
     // Alice's own session cannot escalate either: rolling it back fails as alice.
-    let (code, ..) = refused(&mut alice, "SELECT migrate.rollback()");
+    let (code, ..) = fails(&mut alice, "SELECT migrate.rollback()");
     assert_eq!(code, "42501");
     assert!(!is_superuser(&mut admin, "alice"));
     admin.batch_execute("DELETE FROM migrate.migrations WHERE version = '4_set_role'; DROP TABLE alice.t4;").unwrap();
 
     // COPY TO PROGRAM runs nothing: alice may not.
-    let (code, message, ..) = refused(&mut admin, "SELECT migrate.rollback()");
+    let (code, message, ..) = fails(&mut admin, "SELECT migrate.rollback()");
     assert_eq!(code, "42501");
     assert!(message.contains("version \"3_program\"") && message.contains("COPY to or from an external program"), "{message}");
     assert!(!marker.exists(), "no program ran");
@@ -222,7 +212,7 @@ fn a_superuser_rolls_back_a_version_with_its_owners_rights_only() {
     admin.batch_execute("DELETE FROM migrate.migrations WHERE version = '3_program'; DROP TABLE alice.t3;").unwrap();
 
     // ALTER ROLE … SUPERUSER fails as alice.
-    let (code, message, ..) = refused(&mut admin, "SELECT migrate.rollback()");
+    let (code, message, ..) = fails(&mut admin, "SELECT migrate.rollback()");
     assert_eq!(code, "42501");
     assert!(message.contains("version \"2_super\""), "{message}");
     assert!(!is_superuser(&mut admin, "alice"));
@@ -304,7 +294,7 @@ fn one_rollback_job_never_mixes_two_owners() {
     .unwrap();
     bob.batch_execute("CALL migrate.wait_version('2_b')").unwrap();
     let mut admin = pg.connect("app");
-    let (code, message, detail, _) = refused(&mut admin, "SELECT * FROM migrate.rollback_to('0_keep')");
+    let (code, message, detail, _) = fails(&mut admin, "SELECT * FROM migrate.rollback_to('0_keep')");
     assert_eq!(code, "0A000");
     assert_eq!(message, "cannot roll back versions of roles \"bob\" and \"alice\" in one background job");
     assert!(detail.contains("Nothing was rolled back"), "{detail}");
@@ -337,7 +327,7 @@ fn versions_recorded_before_owners_belong_to_their_applier() {
         "1_a=alice 2_c=NULL"
     );
     // Nobody can act for a version whose role is gone, until a superuser names a new owner.
-    let (code, message, detail, hint) = refused(&mut admin, "SELECT migrate.rollback()");
+    let (code, message, detail, hint) = fails(&mut admin, "SELECT migrate.rollback()");
     assert_eq!(code, "42704");
     assert_eq!(message, "the owner of version \"2_c\" no longer exists");
     assert!(detail.contains("applied by role \"carol\""), "{detail}");
@@ -346,7 +336,7 @@ fn versions_recorded_before_owners_belong_to_their_applier() {
     let mut bob = pg.connect_as("old", "bob");
     assert_eq!(bob.query_one("SELECT migrate.rollback()", &[]).unwrap().get::<_, String>(0), "rolled_back");
     // The updated version's own: alice's version is alice's.
-    let (code, ..) = refused(&mut bob, "SELECT migrate.rollback()");
+    let (code, ..) = fails(&mut bob, "SELECT migrate.rollback()");
     assert_eq!(code, "42501");
     let mut alice = pg.connect_as("old", "alice");
     assert_eq!(alice.query_one("SELECT migrate.rollback()", &[]).unwrap().get::<_, String>(0), "rolled_back");
