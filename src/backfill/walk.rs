@@ -186,7 +186,7 @@ pub fn update_pages(table: &Table, set: &str, filter: Option<&str>, from: i64, t
     };
     let sql = format!(
         "UPDATE {} SET {set}
-          WHERE ctid >= ('(' || $1 || ',0)')::tid AND ctid < ('(' || $2 || ',0)')::tid
+          WHERE ctid >= pg_catalog.format('(%s,0)', $1)::pg_catalog.tid AND ctid < pg_catalog.format('(%s,0)', $2)::pg_catalog.tid
             AND pg_catalog.age(xmin) > pg_catalog.age($3::text::xid){in_progress}{}",
         table.target(),
         filter_sql(filter)

@@ -86,7 +86,9 @@ pub fn describe(lock: &AwaitedLock) -> String {
           WHERE l.granted AND l.pid <> pg_catalog.pg_backend_pid()
             AND l.mode IN ({modes}) AND {condition}"
     );
-    let holders = Spi::get_one::<String>(&query).ok().flatten();
+    // Pinned: this runs on the search_path the migration set, and format() or string_agg()
+    // from a schema on it would run with the migrating role's rights.
+    let holders = super::session::with_pinned_search_path(|| Spi::get_one::<String>(&query).ok().flatten());
     match holders {
         Some(h) => format!("{} on {what}, held by {h}", mode_name(lock.mode)),
         None => format!("{} on {what} (its holder has released it since)", mode_name(lock.mode)),
@@ -94,8 +96,6 @@ pub fn describe(lock: &AwaitedLock) -> String {
 }
 
 fn regclass_name(oid: u32) -> String {
-    Spi::get_one::<String>(&format!("SELECT {oid}::pg_catalog.regclass::text"))
-        .ok()
-        .flatten()
+    super::session::with_pinned_search_path(|| Spi::get_one::<String>(&format!("SELECT {oid}::pg_catalog.regclass::pg_catalog.text")).ok().flatten())
         .unwrap_or_else(|| format!("with OID {oid}"))
 }

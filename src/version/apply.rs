@@ -46,6 +46,7 @@ fn apply_version(version: Option<&str>, up: Option<&str>, down: Option<&str>, na
                 return Ok(prev.state.clone());
             }
             "applied" if prev.checksum.as_deref() == Some(checksum.as_str()) => {
+                super::owner::check_reapply(prev)?;
                 notice(format!("pg_migrate: version \"{version}\" is already applied; nothing to do"));
                 return Ok(prev.state.clone());
             }

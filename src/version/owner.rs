@@ -61,7 +61,10 @@ pub fn check(v: &Version, act: Act) -> Result<Owner> {
     let (Some(oid), Some(name)) = (v.owner, v.owner_name.clone()) else {
         return Err(ownerless(v));
     };
-    let (caller, session) = unsafe { (pg_sys::GetUserId(), pg_sys::GetSessionUserId()) };
+    // The authenticated (login) role, not the session user: after SET SESSION AUTHORIZATION
+    // the session user is whatever a superuser chose, and RESET SESSION AUTHORIZATION in the
+    // owner's SQL would hand it the superuser back.
+    let (caller, session) = unsafe { (pg_sys::GetUserId(), pg_sys::GetAuthenticatedUserId()) };
     if !unsafe { pg_sys::is_member_of_role(caller, oid) } {
         let caller_name = role_name(caller).unwrap_or_default();
         return Err(Failure::new(
@@ -78,8 +81,8 @@ pub fn check(v: &Version, act: Act) -> Result<Owner> {
             act.verb_it()
         )));
     }
-    // Unrestricted only in the owner's own session. Anywhere else (a superuser or another
-    // member, a SET ROLE or a SECURITY DEFINER function) the owner's SQL could otherwise SET ROLE
+    // Unrestricted only in the owner's own login session. Anywhere else (a superuser or another
+    // member, SET ROLE, SET SESSION AUTHORIZATION or a SECURITY DEFINER function) the owner's SQL could otherwise SET ROLE
     // back to the session's role or leave settings behind in the caller's session.
     Ok(Owner { oid, name, restricted: caller != oid || session != oid })
 }
@@ -144,6 +147,32 @@ impl Owner {
         };
         failure.detail(joined(why, detail)).hint(joined(next, hint))
     }
+}
+
+/// `migrate.apply()` of a version already applied with the same SQL is a no-op, but only for a
+/// member of its owner (or when its owner is a superuser, an administrator's migration): for
+/// anyone else, "applied" would hide that another role ran it first, holds its down SQL and owns
+/// what it created (a deployer applying another deployer's next migration from the shared
+/// repository before it does).
+pub fn check_reapply(v: &Version) -> Result<()> {
+    let Some(owner) = v.owner else { return Ok(()) };
+    let caller = unsafe { pg_sys::GetUserId() };
+    if unsafe { pg_sys::is_member_of_role(caller, owner) || pg_sys::superuser_arg(owner) } {
+        return Ok(());
+    }
+    let name = v.owner_name.clone().or_else(|| role_name(owner)).unwrap_or_default();
+    let caller = role_name(caller).unwrap_or_default();
+    Err(Failure::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("version \"{}\" is already applied by role \"{name}\", not by role \"{caller}\"", v.version),
+    )
+    .detail(format!(
+        "Role \"{name}\" applied the same up SQL first: what it created and the version's down SQL are \"{name}\"'s, and role \"{caller}\" is not a member of it. Nothing was run."
+    ))
+    .hint(format!(
+        "If that is expected, apply it as \"{name}\" or a member of it. Otherwise ask \"{name}\" to roll it back (SELECT migrate.rollback('{}')) and apply it again.",
+        v.version
+    )))
 }
 
 /// The caller may record a baseline: in a database with no version recorded yet (it begins the
