@@ -7,9 +7,11 @@ pub mod api;
 pub mod attempts;
 pub mod cleanup;
 pub mod executor;
+pub mod in_flight;
 pub mod job;
 pub mod launch;
 pub mod launcher;
+pub mod slots;
 
 use crate::catalog::jobs::{self, Settings, Step};
 use crate::ddl::retry::Limits;
