@@ -63,12 +63,6 @@ fn advisory_locks_held_by_another_role_stop_no_job_and_no_deploy() {
         )
         .unwrap();
     mallory.query("SELECT pg_advisory_lock($1)", &[&OLD_DEPLOY_KEY]).unwrap();
-    // Nor can she hold what deployers take turns on now.
-    for sql in ["SELECT FROM migrate.deploy_lock FOR UPDATE", "BEGIN; LOCK TABLE migrate.deploy_lock"] {
-        let (code, ..) = db_error(&mallory.batch_execute(sql).unwrap_err());
-        assert_eq!(code, "42501", "{sql}");
-        mallory.batch_execute("ROLLBACK").unwrap();
-    }
 
     // The superuser deploys: the apply does not wait for mallory's key (it would fail with
     // 55P03 after lock_timeout), its job starts and ends, and the version is applied.
@@ -103,6 +97,13 @@ fn advisory_locks_held_by_another_role_stop_no_job_and_no_deploy() {
     // its real worker runs.
     let alive: bool = one(&mut admin, &format!("SELECT worker_alive FROM migrate.jobs WHERE job = {job}"));
     assert!(!alive, "job {job} has ended; mallory's lock on its key does not make it look alive");
+
+    // Nor can she hold what deployers take turns on now.
+    for sql in ["SELECT FROM migrate.deploy_lock FOR UPDATE", "BEGIN; LOCK TABLE migrate.deploy_lock"] {
+        let (code, ..) = db_error(&mallory.batch_execute(sql).unwrap_err());
+        assert_eq!(code, "42501", "{sql}");
+        mallory.batch_execute("ROLLBACK").unwrap();
+    }
 }
 
 #[test]
@@ -112,14 +113,14 @@ fn a_dead_worker_stays_dead_and_cancel_never_signals_a_pid_that_is_not_the_worke
     let mut admin = pg.connect("app");
     let mut mallory = pg.connect_as("app", "mallory");
 
-    // mallory's job loses its worker; she holds the job's old key to make it look alive.
+    // mallory's job loses its worker; then she takes the job's old key to make it look alive.
     let mut old = old_snapshot(&pg, "mallory");
     let job: i64 = one(&mut mallory, "SELECT migrate.run_async('CREATE INDEX CONCURRENTLY t_v_idx ON mallory.t (v)')");
     let pid = waiting_worker(&pg, job);
-    mallory.query("SELECT pg_advisory_lock($1, $2::int)", &[&OLD_JOB_KEY_SPACE, &(job as i32)]).unwrap();
     let alive: bool = one(&mut mallory, &format!("SELECT worker_alive FROM migrate.jobs WHERE job = {job}"));
     assert!(alive, "her real worker runs");
     kill_worker(&mut admin, job, pid);
+    mallory.query("SELECT pg_advisory_lock($1, $2::int)", &[&OLD_JOB_KEY_SPACE, &(job as i32)]).unwrap();
     let alive: bool = one(&mut mallory, &format!("SELECT worker_alive FROM migrate.jobs WHERE job = {job}"));
     assert!(!alive, "her lock does not make the dead worker look alive");
 
@@ -141,8 +142,8 @@ fn a_dead_worker_stays_dead_and_cancel_never_signals_a_pid_that_is_not_the_worke
     let mut old = old_snapshot(&pg, "mallory");
     let job: i64 = one(&mut mallory, "SELECT migrate.run_async('CREATE INDEX CONCURRENTLY t_w_idx ON mallory.t (w)')");
     let pid = waiting_worker(&pg, job);
-    mallory.query("SELECT pg_advisory_lock($1, $2::int)", &[&OLD_JOB_KEY_SPACE, &(job as i32)]).unwrap();
     kill_worker(&mut admin, job, pid);
+    mallory.query("SELECT pg_advisory_lock($1, $2::int)", &[&OLD_JOB_KEY_SPACE, &(job as i32)]).unwrap();
     let mut victim = pg.connect("app");
     let victim_pid: i32 = one(&mut victim, "SELECT pg_backend_pid()");
     admin
