@@ -42,13 +42,14 @@ pub fn queue_backfill(with_worker: bool) -> Result<i64> {
 pub fn resubmit(job: i64) -> Result<()> {
     launch::check_owner_can_log_in(unsafe { pg_sys::GetUserId() })?;
     jobs::requeue(job, &caller_settings());
-    start(job, unsafe { pg_sys::GetUserId() })
+    start(job, unsafe { pg_sys::GetUserId() }).map(|_| ())
 }
 
 /// Starts a worker for `job`, connecting as `owner`, once the current transaction commits.
-pub fn start(job: i64, owner: pg_sys::Oid) -> Result<()> {
+/// False when the job waits in the queue for a free worker (a NOTICE said so).
+pub fn start(job: i64, owner: pg_sys::Oid) -> Result<bool> {
     let args = launch::JobArgs { job, database: unsafe { pg_sys::MyDatabaseId }, owner, creator_xid: current_xid() };
-    launch::start(args).map(|_| ())
+    launch::start(args)
 }
 
 /// The caller's settings, which the job's worker adopts.
