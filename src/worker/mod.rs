@@ -1,7 +1,8 @@
 //! Background work: dynamic workers that run a migration's non-transactional statements as
 //! top-level statements (job), record failed attempts outside the failing transaction
-//! (attempts), resume jobs after crashes (launch, launcher), and the SQL functions to follow
-//! and steer jobs (api).
+//! (attempts), resume jobs after crashes (launch, launcher), share the workers fairly between
+//! roles (slots), explain a job that holds up other deploys (in_flight), and the SQL functions
+//! to follow and steer jobs (api).
 
 pub mod api;
 pub mod attempts;
