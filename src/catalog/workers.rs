@@ -19,6 +19,9 @@ use pgrx::JsonB;
 /// (sql/jobs.sql) names it too.
 pub const WORKER_TYPE: &str = "pg_migrate job worker";
 
+/// The advisory lock key space ('pmig') in which a 0.2.0 worker locks (space, job id).
+const LEGACY_KEY_SPACE: i32 = 1886218599;
+
 /// A job row locked for a claim.
 pub struct Locked {
     pub state: String,
@@ -41,8 +44,8 @@ pub fn lock_for_claim(job: i64) -> Option<Locked> {
             alive(job).then_some(pid)
         } else {
             let mine = Spi::get_one_with_args::<bool>(
-                "SELECT pg_catalog.pg_try_advisory_lock(1886218599, ($1 % 2147483647)::int)",
-                &[job.into()],
+                "SELECT pg_catalog.pg_try_advisory_lock($2, ($1 % 2147483647)::int)",
+                &[job.into(), LEGACY_KEY_SPACE.into()],
             )
             .ok()
             .flatten()
@@ -138,13 +141,15 @@ fn alive(job: i64) -> bool {
 }
 
 /// Whether the worker of job row `j` is alive, as SQL (run it as the extension owner).
-fn alive_condition() -> &'static str {
+fn alive_condition() -> String {
     if recorded() {
-        "EXISTS (SELECT FROM migrate.job_worker(j.worker_pid, j.worker_started))"
+        "EXISTS (SELECT FROM migrate.job_worker(j.worker_pid, j.worker_started))".into()
     } else {
-        "EXISTS (SELECT FROM pg_catalog.pg_locks l
-                  WHERE l.locktype = 'advisory' AND l.granted AND l.database = j.database
-                    AND l.classid = 1886218599::oid AND l.objid = (j.id % 2147483647)::oid AND l.objsubid = 2)"
+        format!(
+            "EXISTS (SELECT FROM pg_catalog.pg_locks l
+                      WHERE l.locktype = 'advisory' AND l.granted AND l.database = j.database
+                        AND l.classid = {LEGACY_KEY_SPACE}::oid AND l.objid = (j.id % 2147483647)::oid AND l.objsubid = 2)"
+        )
     }
 }
 
