@@ -25,7 +25,10 @@ CREATE TABLE migrate.all_jobs (
     started_at    timestamptz,
     finished_at   timestamptz,
     heartbeat     timestamptz,
+    -- the worker that claimed the job: its pid and its pg_stat_activity.backend_start, which
+    -- together name one process (a pid alone may be reused by any backend)
     worker_pid    int,
+    worker_started timestamptz,
     attempts      int NOT NULL DEFAULT 0,
     last_error    text,
     cancelled_by  name
@@ -41,12 +44,26 @@ REVOKE ALL ON SEQUENCE migrate.all_jobs_id_seq FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('migrate.all_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('migrate.all_jobs_id_seq', '');
 
--- A job's worker holds a session advisory lock on (job_lock_space, id) while it lives; a
--- running job without that lock has lost its worker and is resumed.
-CREATE FUNCTION migrate.job_lock_space() RETURNS int
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- The live worker recorded for a job, as pg_stat_activity shows it; no row once that process
+-- is gone. Only pg_migrate writes the recorded pid and backend_start (when a worker claims its
+-- job, under the job row's lock), and only pg_migrate starts processes of this backend type:
+-- no session can pose as a job's worker the way any role could take an advisory lock key. You
+-- see the workers of the roles you are a member of (pg_stat_activity's rule); members of
+-- pg_read_all_stats see all of them.
+CREATE FUNCTION migrate.job_worker(worker_pid int, worker_started timestamptz)
+RETURNS TABLE (pid int, since timestamptz, wait_event_type text, wait_event text)
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT 1886218599 $$;  -- 'pmig'
+AS $$
+SELECT a.pid, a.backend_start, a.wait_event_type, a.wait_event
+  FROM pg_catalog.pg_stat_get_activity(worker_pid) a
+ WHERE worker_pid IS NOT NULL
+   AND a.backend_start OPERATOR(pg_catalog.=) worker_started
+   AND a.backend_type OPERATOR(pg_catalog.=) 'pg_migrate job worker'
+$$;
+
+COMMENT ON FUNCTION migrate.job_worker(int, timestamptz) IS
+    'pg_migrate: the live job worker with this pid and backend_start, if there is one';
 
 CREATE VIEW migrate.jobs WITH (security_barrier) AS
 SELECT j.id                                   AS job,
@@ -58,12 +75,7 @@ SELECT j.id                                   AS job,
        jsonb_array_length(j.steps)            AS steps_total,
        j.steps -> LEAST(j.cursor, jsonb_array_length(j.steps) - 1) ->> 'sql' AS current_step,
        j.worker_pid,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                WHERE l.locktype = 'advisory' AND l.granted
-                  AND l.database = j.database
-                  AND l.classid = migrate.job_lock_space()::oid
-                  AND l.objid = (j.id % 2147483647)::oid
-                  AND l.objsubid = 2)         AS worker_alive,
+       EXISTS (SELECT 1 FROM migrate.job_worker(j.worker_pid, j.worker_started)) AS worker_alive,
        j.heartbeat,
        j.attempts,
        j.created_at,

@@ -10,8 +10,12 @@ pub static RETRY_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MAX_SCRIPT_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(4);
+pub static MAX_WORKERS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static BACKFILL_BATCH_TIME_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
 pub static BACKFILL_SLEEP_MS: GucSetting<i32> = GucSetting::<i32>::new(50);
+/// The longest pause between two batches of a backfill (the setting and the sleep_ms option): a
+/// backfill that sleeps for hours would hold its worker, which other jobs wait for, all along.
+pub const BACKFILL_SLEEP_MAX_MS: i32 = 60_000;
 pub static BACKFILL_MAX_REPLICA_LAG_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BACKFILL_JOB: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
 pub static DATABASE_NAMES: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
@@ -78,6 +82,16 @@ pub fn register() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
+        c"migrate.max_workers_per_role",
+        c"Most pg_migrate job workers of one role running at once in the cluster.",
+        c"A role's further jobs wait in the queue, so that one role's slow jobs cannot take every worker from the others.",
+        &MAX_WORKERS_PER_ROLE,
+        1,
+        1024,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
         c"migrate.backfill_batch_time",
         c"The duration backfill batches aim at; batch sizes adapt to it.",
         c"Each batch holds its row locks this long at most (about). Used for new backfills without a batch_size option.",
@@ -93,7 +107,7 @@ pub fn register() {
         c"Leaves room for the application's own writes; 0 runs batches back to back.",
         &BACKFILL_SLEEP_MS,
         0,
-        3_600_000,
+        BACKFILL_SLEEP_MAX_MS,
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );
@@ -140,6 +154,9 @@ pub fn database_names() -> Vec<String> {
 
 pub fn max_workers() -> i32 {
     MAX_WORKERS.get()
+}
+pub fn max_workers_per_role() -> i32 {
+    MAX_WORKERS_PER_ROLE.get()
 }
 
 pub fn lock_timeout_ms() -> i32 {

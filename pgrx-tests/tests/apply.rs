@@ -10,7 +10,8 @@ fn two_sessions_applying_the_same_version_apply_it_once() {
     let up = "CREATE TABLE users (id bigint PRIMARY KEY);\nINSERT INTO audit_marker VALUES (1);\n-- migrate:allow mixed-ddl-and-data";
     pg.connect("app").batch_execute("CREATE TABLE audit_marker (n int)").unwrap();
 
-    // Session A applies inside an open transaction, so it holds the advisory lock.
+    // Session A applies inside an open transaction, so it holds the deploy lock (the row of
+    // migrate.deploy_lock).
     let mut a = pg.connect("app");
     let mut tx = a.transaction().unwrap();
     let state: String = tx.query_one("SELECT migrate.apply('1_users', $1)", &[&up]).unwrap().get(0);
@@ -28,14 +29,14 @@ fn two_sessions_applying_the_same_version_apply_it_once() {
         wait_until(10, || {
             watcher
                 .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'transactionid'",
                     &[],
                 )
                 .unwrap()
                 .get::<_, i64>(0)
                 == 1
         }),
-        "session B should wait on pg_migrate's advisory lock"
+        "session B should wait for A's lock on the row of migrate.deploy_lock"
     );
     tx.commit().unwrap();
 

@@ -87,6 +87,122 @@ END
 $proc$;
 
 -- == jobs: liveness, cancellation, fairness ==
+-- A job's worker is the process recorded in its row (pid and backend_start), checked against
+-- pg_stat_activity, instead of whoever holds an advisory lock key: any role could take those
+-- keys, keep new jobs from starting and make dead workers look alive. See sql/jobs.sql.
+ALTER TABLE migrate.all_jobs ADD COLUMN worker_started timestamptz;
+
+-- The live worker recorded for a job, as pg_stat_activity shows it; no row once that process
+-- is gone. Only pg_migrate writes the recorded pid and backend_start (when a worker claims its
+-- job, under the job row's lock), and only pg_migrate starts processes of this backend type:
+-- no session can pose as a job's worker the way any role could take an advisory lock key. You
+-- see the workers of the roles you are a member of (pg_stat_activity's rule); members of
+-- pg_read_all_stats see all of them.
+CREATE FUNCTION migrate.job_worker(worker_pid int, worker_started timestamptz)
+RETURNS TABLE (pid int, since timestamptz, wait_event_type text, wait_event text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT a.pid, a.backend_start, a.wait_event_type, a.wait_event
+  FROM pg_catalog.pg_stat_get_activity(worker_pid) a
+ WHERE worker_pid IS NOT NULL
+   AND a.backend_start OPERATOR(pg_catalog.=) worker_started
+   AND a.backend_type OPERATOR(pg_catalog.=) 'pg_migrate job worker'
+$$;
+
+COMMENT ON FUNCTION migrate.job_worker(int, timestamptz) IS
+    'pg_migrate: the live job worker with this pid and backend_start, if there is one';
+
+-- worker_alive reads the recorded worker; the columns stay as they were.
+CREATE OR REPLACE VIEW migrate.jobs WITH (security_barrier) AS
+SELECT j.id                                   AS job,
+       j.kind,
+       (SELECT string_agg(DISTINCT s->>'version', ', ') FROM jsonb_array_elements(j.steps) s) AS version,
+       pg_catalog.pg_get_userbyid(j.owner)    AS owner,
+       j.state,
+       j.cursor                               AS steps_done,
+       jsonb_array_length(j.steps)            AS steps_total,
+       j.steps -> LEAST(j.cursor, jsonb_array_length(j.steps) - 1) ->> 'sql' AS current_step,
+       j.worker_pid,
+       EXISTS (SELECT 1 FROM migrate.job_worker(j.worker_pid, j.worker_started)) AS worker_alive,
+       j.heartbeat,
+       j.attempts,
+       j.created_at,
+       j.started_at,
+       j.finished_at,
+       j.last_error,
+       j.cancelled_by
+  FROM migrate.all_jobs j
+ WHERE j.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+   AND pg_catalog.pg_has_role(current_user, j.owner, 'USAGE');
+
+-- Workers of 0.2.0 that are running through this update (the library is already the new one)
+-- still hold their job's advisory lock: record them, so that they are not taken for dead and
+-- their jobs are not started a second time. Only a pg_migrate worker whose pid the job row
+-- already names is recorded, not any other session that holds such a key.
+UPDATE migrate.all_jobs j
+   SET worker_started = a.backend_start
+  FROM pg_catalog.pg_stat_get_activity(NULL) a
+ WHERE a.pid = j.worker_pid
+   AND a.backend_type = 'pg_migrate job worker'
+   AND j.state IN ('queued', 'running')
+   AND EXISTS (SELECT FROM pg_catalog.pg_locks l
+                WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+                  AND l.classid = 1886218599::oid AND l.objid = (j.id % 2147483647)::oid AND l.objsubid = 2);
+
+DROP FUNCTION migrate.job_lock_space();
+
+-- Deployers (apply, rollback, baseline, repair) take turns: pg_migrate locks this one row
+-- FOR UPDATE, as the extension owner, until the deploying transaction ends. An advisory lock key
+-- would serialise them as well, but any role can take any advisory lock and hold it for as long
+-- as it likes, which would stop every deploy; locking this row needs UPDATE on the table, which
+-- no role but its owner has.
+CREATE TABLE migrate.deploy_lock (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one)
+);
+
+INSERT INTO migrate.deploy_lock DEFAULT VALUES;
+
+COMMENT ON TABLE migrate.deploy_lock IS
+    'pg_migrate: the row a deploying transaction locks; nobody else may read or lock it';
+
+REVOKE ALL ON migrate.deploy_lock FROM PUBLIC;
+
+-- Who holds which pg_migrate worker and what each unfinished job waits for: one row per queued
+-- or running job of this database. Everyone sees the jobs of the roles they are a member of,
+-- like migrate.jobs; members of pg_monitor (and superusers) see every role's, to find the job
+-- that holds up a deploy and whose owner to talk to (SELECT migrate.cancel(job) stops it).
+CREATE VIEW migrate.workers WITH (security_barrier) AS
+SELECT j.id                                   AS job,
+       j.kind,
+       pg_catalog.pg_get_userbyid(j.owner)    AS owner,
+       j.state,
+       CASE WHEN j.kind = 'backfill' THEN 'backfill of ' || b.table_name
+            ELSE coalesce('version ' || (j.steps -> LEAST(j.cursor, jsonb_array_length(j.steps) - 1) ->> 'version'),
+                          'migrate.run_async()')
+       END                                    AS target,
+       w.pid,
+       -- when its worker started; without one, the job's last sign of life or when it was queued
+       coalesce(w.since, j.heartbeat, j.created_at) AS since,
+       CASE WHEN w.pid IS NULL AND b.manual THEN 'migrate.backfill_batch() calls: it runs by hand'
+            WHEN w.pid IS NULL AND j.state = 'queued' THEN 'a worker: migrate.max_workers and migrate.max_workers_per_role limit how many run'
+            WHEN w.pid IS NULL THEN 'a new worker: its worker is gone (SELECT migrate.resume_jobs() starts one)'
+            WHEN w.wait_event_type = 'Extension' THEN 'its pause between batches (sleep_ms) or a replica to catch up'
+            ELSE coalesce(w.wait_event_type || ': ' || w.wait_event, 'nothing: it is working')
+       END                                    AS waiting_for,
+       CASE WHEN w.pid IS NOT NULL THEN pg_catalog.pg_blocking_pids(w.pid) END AS blocked_by
+  FROM migrate.all_jobs j
+  LEFT JOIN migrate.all_backfills b ON b.job = j.id
+  LEFT JOIN LATERAL migrate.job_worker(j.worker_pid, j.worker_started) w ON true
+ WHERE j.state IN ('queued', 'running')
+   AND j.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+   AND (pg_catalog.pg_has_role(current_user, j.owner, 'USAGE')
+        OR pg_catalog.pg_has_role(current_user, 'pg_monitor', 'USAGE'));
+
+COMMENT ON VIEW migrate.workers IS
+    'pg_migrate unfinished jobs: who owns them, which worker runs them, what they wait for (all roles for pg_monitor)';
+
+GRANT SELECT ON migrate.workers TO PUBLIC;
 
 -- == versions: owners, rollback, repair, baseline ==
 -- Versions belong to the role that applied them: rolling one back, resuming or repairing it needs

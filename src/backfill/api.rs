@@ -104,9 +104,13 @@ pub fn start_on(
             table.name
         ));
     } else {
-        crate::worker::start(job, unsafe { pg_sys::GetUserId() })?;
+        let when = if crate::worker::start(job, unsafe { pg_sys::GetUserId() })? {
+            "it starts when this transaction commits"
+        } else {
+            "it waits in the queue for a worker"
+        };
         notice(format!(
-            "pg_migrate: backfill job {job} on {} {how}, ~{rows_estimated} rows; it starts when this transaction commits: follow it with CALL migrate.wait({job}) or SELECT * FROM migrate.progress",
+            "pg_migrate: backfill job {job} on {} {how}, ~{rows_estimated} rows; {when}: follow it with CALL migrate.wait({job}) or SELECT * FROM migrate.progress",
             table.name
         ));
     }

@@ -165,7 +165,7 @@ pub fn options(json: Option<&serde_json::Value>) -> Result<Options> {
                 o.pace.fixed_batch = true;
             }
             "batch_time_ms" => o.pace.batch_time_ms = int(10, 60_000)?,
-            "sleep_ms" => o.pace.sleep_ms = int(0, 3_600_000)?,
+            "sleep_ms" => o.pace.sleep_ms = int(0, gucs::BACKFILL_SLEEP_MAX_MS.into())?,
             "max_replica_lag_ms" => o.pace.max_replica_lag_ms = int(0, i32::MAX.into())?,
             "manual" => o.manual = value.as_bool().ok_or_else(|| bad(format!("manual must be true or false, got {value}")))?,
             _ => return Err(bad(format!("unknown option \"{key}\""))),

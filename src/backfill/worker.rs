@@ -66,7 +66,8 @@ pub fn run(job: i64) {
         }
         // Sessions queued behind the last batch: leave them as long again to catch up.
         let extra = if outcome.contended { outcome.elapsed_ms as i32 } else { 0 };
-        nap(b.pace.sleep_ms + extra);
+        // Backfills queued before 0.3.0 may have asked for longer pauses than the bound.
+        nap(b.pace.sleep_ms.min(crate::gucs::BACKFILL_SLEEP_MAX_MS) + extra);
     }
 }
 

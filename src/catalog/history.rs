@@ -6,10 +6,6 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-/// Advisory lock key that serialises every pg_migrate call that changes history
-/// (the bytes of "pgmigrat" read as an integer).
-const LOCK_KEY: i64 = 0x7067_6d69_6772_6174;
-
 /// One row of `migrate.migrations`, as deciding code needs it.
 #[derive(Debug, Clone)]
 pub struct Version {
@@ -29,11 +25,23 @@ pub struct Version {
 }
 
 /// Serialises concurrent deployers until the caller's transaction ends. Waiting here holds no
-/// lock that application traffic needs.
+/// lock that application traffic needs. The lock is the one row of migrate.deploy_lock, which
+/// only the extension owner may lock: an advisory lock key could be taken and held by any role,
+/// stopping every deploy. A schema not yet updated to 0.3.0 has no such table: it keeps the
+/// advisory lock of its release until ALTER EXTENSION pg_migrate UPDATE.
 pub fn lock() {
     as_extension_owner(|| {
-        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[LOCK_KEY.into()])
-            .expect("advisory lock");
+        let has_row = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('migrate.deploy_lock') IS NOT NULL")
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+        if has_row {
+            Spi::run("SELECT FROM migrate.deploy_lock FOR UPDATE").expect("deploy lock");
+        } else {
+            // the key of 0.1.0 and 0.2.0: the bytes of "pgmigrat" read as an integer
+            Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[0x7067_6d69_6772_6174_i64.into()])
+                .expect("advisory lock");
+        }
     })
 }
 

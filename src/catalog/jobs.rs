@@ -56,6 +56,7 @@ pub struct Settings {
     pub search_path: Option<String>,
 }
 
+/// A job as the worker that claimed it runs it (`workers::claim`).
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub kind: String,
@@ -86,38 +87,6 @@ fn insert(kind: &str, owner: pg_sys::Oid, steps: &[Step], settings: &Settings) -
         )
         .expect("queue job")
         .expect("job id")
-    })
-}
-
-/// Marks the job running in this worker; None when it is not queued or running any more.
-pub fn claim(job: i64) -> Option<Claimed> {
-    as_extension_owner(|| {
-        Spi::connect_mut(|client| {
-            let rows = client.update(
-                "UPDATE migrate.all_jobs
-                    SET state = 'running', worker_pid = pg_catalog.pg_backend_pid(),
-                        attempts = attempts + 1, heartbeat = pg_catalog.clock_timestamp(),
-                        started_at = coalesce(started_at, pg_catalog.clock_timestamp())
-                  WHERE id = $1 AND state IN ('queued', 'running')
-              RETURNING steps, cursor, settings, attempts, kind",
-                None,
-                &[job.into()],
-            )?;
-            let mut claimed = None;
-            for row in rows {
-                let steps: JsonB = row.get(1)?.expect("steps");
-                let settings: JsonB = row.get(3)?.expect("settings");
-                claimed = Some(Claimed {
-                    kind: row.get::<String>(5)?.unwrap_or_default(),
-                    steps: serde_json::from_value(steps.0).expect("steps deserialise"),
-                    cursor: row.get::<i32>(2)?.unwrap_or(0) as usize,
-                    settings: serde_json::from_value(settings.0).unwrap_or_default(),
-                    attempts: row.get::<i32>(4)?.unwrap_or(1),
-                });
-            }
-            Ok::<_, pgrx::spi::SpiError>(claimed)
-        })
-        .expect("claim job")
     })
 }
 
@@ -219,18 +188,20 @@ pub fn direction_at_cursor(job: i64) -> Option<String> {
     })
 }
 
-/// Marks a job cancelled; returns the pid of its worker when one may be running its statement.
-pub fn cancel(job: i64, by: &str) -> Option<i32> {
+/// Marks a job cancelled; false when it had ended already. Its worker, if it has one, is
+/// signalled by `workers::signal`.
+pub fn cancel(job: i64, by: &str) -> bool {
     as_extension_owner(|| {
-        Spi::get_one_with_args::<i32>(
+        Spi::get_one_with_args::<bool>(
             "UPDATE migrate.all_jobs SET state = 'cancelled', cancelled_by = $2,
                     finished_at = pg_catalog.clock_timestamp()
               WHERE id = $1 AND state IN ('queued', 'running', 'paused')
-          RETURNING worker_pid",
+          RETURNING true",
             &[job.into(), by.into()],
         )
         .ok()
         .flatten()
+        .unwrap_or(false)
     })
 }
 
@@ -270,42 +241,4 @@ pub fn unpause(job: i64) -> bool {
 /// member of); None for any other job.
 pub fn visible_kind(job: i64) -> Option<String> {
     Spi::get_one_with_args::<String>("SELECT max(kind) FROM migrate.jobs WHERE job = $1", &[job.into()]).ok().flatten()
-}
-
-/// Unfinished jobs of this database that no worker holds: (job, owner).
-pub fn orphans() -> Vec<(i64, pg_sys::Oid)> {
-    as_extension_owner(|| {
-        Spi::connect(|client| {
-            let rows = client.select(
-                // migrate.jobs knows whether a worker is alive and keeps to this database; as
-                // the extension owner it shows every role's jobs.
-                "SELECT j.job, a.owner FROM migrate.jobs j JOIN migrate.all_jobs a ON a.id = j.job
-                  WHERE j.state IN ('queued', 'running') AND NOT j.worker_alive
-                    -- backfills run by hand (pg_cron, a client loop) have no worker
-                    AND NOT EXISTS (SELECT 1 FROM migrate.all_backfills b WHERE b.job = j.job AND b.manual)
-                  ORDER BY j.job",
-                None,
-                &[],
-            )?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push((row.get::<i64>(1)?.expect("id"), row.get::<pg_sys::Oid>(2)?.expect("owner")));
-            }
-            Ok::<_, pgrx::spi::SpiError>(out)
-        })
-        .expect("find orphaned jobs")
-    })
-}
-
-/// Job workers running in the whole cluster (they all count against migrate.max_workers),
-/// not counting this one: a worker that is about to exit starts the next queued job.
-pub fn running_workers() -> i64 {
-    as_extension_owner(|| {
-        Spi::get_one::<i64>(
-            "SELECT count(*) FROM pg_catalog.pg_stat_activity
-              WHERE backend_type = 'pg_migrate job worker' AND pid <> pg_catalog.pg_backend_pid()",
-        )
-        .expect("count workers")
-        .unwrap_or(0)
-    })
 }

@@ -7,10 +7,13 @@ pub mod backfills;
 pub mod changes;
 pub mod history;
 pub mod jobs;
+pub mod workers;
 
 pgrx::extension_sql_file!("../../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!("../../sql/jobs.sql", name = "jobs", requires = ["catalog"]);
 pgrx::extension_sql_file!("../../sql/backfill.sql", name = "backfill", requires = ["jobs"]);
+pgrx::extension_sql_file!("../../sql/workers.sql", name = "workers", requires = ["backfill"]);
+pgrx::extension_sql_file!("../../sql/deploy_lock.sql", name = "deploy_lock", requires = ["catalog"]);
 
 pgrx::extension_sql!(
     r#"

@@ -158,12 +158,7 @@ pub fn refuse_in_flight(waiting: &str) -> Result<()> {
     match history::in_flight() {
         Some(busy) => {
             let job = history::job_ids(&busy.version).last().copied().unwrap_or_default();
-            Err(Failure::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-                format!("version \"{}\" is still {} in background job {job}", busy.version, busy.state.replace('_', " ")),
-            )
-            .detail(format!("{waiting} must wait until that job has ended."))
-            .hint(format!("COMMIT, then CALL migrate.wait({job}); or cancel it with SELECT migrate.cancel({job}).")))
+            Err(crate::worker::in_flight::refusal(&busy.version, &busy.state, job, waiting))
         }
         None => Ok(()),
     }

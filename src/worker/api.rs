@@ -3,6 +3,7 @@
 use super::launch;
 use crate::catalog::history::{self, JobOutcome};
 use crate::catalog::jobs::{self, Step};
+use crate::catalog::workers;
 use crate::ddl::session::caller_names;
 use crate::error::{notice, Failure, OrRaise, Result};
 use pgrx::prelude::*;
@@ -47,12 +48,11 @@ fn cancel(job: Option<i64>) -> String {
 
 pub fn cancel_job(job: Option<i64>) -> Result<String> {
     let job = job.ok_or_else(|| Failure::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "job must not be NULL"))?;
-    let visible = Spi::get_two_with_args::<String, bool>(
-        "SELECT state, worker_alive FROM migrate.jobs WHERE job = $1",
-        &[job.into()],
-    )
-    .unwrap_or((None, None));
-    let (Some(state), alive) = visible else {
+    // As the caller: migrate.jobs shows the jobs of the roles the caller is a member of.
+    let Some(state) = Spi::get_one_with_args::<String>("SELECT state FROM migrate.jobs WHERE job = $1", &[job.into()])
+        .ok()
+        .flatten()
+    else {
         return Err(unknown_job(job));
     };
     if !matches!(state.as_str(), "queued" | "running" | "paused") {
@@ -60,16 +60,10 @@ pub fn cancel_job(job: Option<i64>) -> Result<String> {
         return Ok(state);
     }
     let (by, _) = caller_names();
-    let pid = jobs::cancel(job, &by);
-    if alive == Some(true) {
-        if let Some(pid) = pid {
-            // As the extension owner: the caller may be a member of the job's owner role and
-            // still not be allowed to signal its backend.
-            crate::ddl::session::as_extension_owner(|| {
-                Spi::run_with_args("SELECT pg_catalog.pg_cancel_backend($1)", &[pid.into()]).ok();
-            });
-        }
-    } else {
+    jobs::cancel(job, &by);
+    // Only the job's verified live worker is signalled (as the extension owner: the caller may be
+    // a member of the job's owner role and still not be allowed to signal its backend).
+    if !workers::signal(job) {
         // No worker will see the cancellation: settle the versions the job carried now.
         for step in jobs::steps(job) {
             if let Some(version) = &step.version {

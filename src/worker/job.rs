@@ -5,11 +5,14 @@
 
 use super::executor::{self, transaction};
 use super::launch::{self, JobArgs};
+use super::slots;
 use crate::catalog::history::{self, JobOutcome};
 use crate::catalog::jobs::{self, Claimed, Step};
+use crate::catalog::workers;
 use crate::ddl::retry::{run_politely, sleep_ms, Limits, Site};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
+use std::time::{Duration, Instant};
 
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -40,28 +43,10 @@ unsafe extern "C-unwind" fn die_soon(_signal: std::ffi::c_int) {
 
 fn run(args: JobArgs) {
     let job = args.job;
-    // One worker per job: the session advisory lock is also how others see that it is alive.
-    let mine = transaction(|| {
-        Spi::get_one_with_args::<bool>(
-            // The same key migrate.jobs looks for to tell whether the worker is alive.
-            "SELECT pg_catalog.pg_try_advisory_lock(migrate.job_lock_space(), ($1 % 2147483647)::int)",
-            &[job.into()],
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-    });
-    if !mine || !wait_for_creator(job, args.creator_xid) {
+    if !wait_for_creator(job, args.creator_xid) {
         return;
     }
-    let Some(claimed) = transaction(|| jobs::claim(job)) else {
-        // Cancelled while this worker waited: the versions it carried are settled here.
-        if transaction(|| jobs::state(job)).as_deref() == Some("cancelled") {
-            let steps = transaction(|| jobs::steps(job));
-            if !steps.is_empty() {
-                end_cancelled(job, &steps, 0);
-            }
-        }
+    let Some(claimed) = claim(job, args.owner) else {
         return;
     };
     if claimed.kind == "backfill" {
@@ -78,6 +63,70 @@ fn run(args: JobArgs) {
     }
     // Jobs that waited for a free worker slot, or lost theirs, start now.
     transaction(launch::resume_orphans);
+}
+
+/// How long a worker waits for its turn (`slots::turn`): the worker that started it may still
+/// be ending, and other workers started at the same moment may be ahead of it.
+const TURN_WAIT: Duration = Duration::from_secs(5);
+
+/// What one try to claim the job found.
+enum Claim {
+    Mine(Claimed),
+    /// The job has ended or is paused: its state.
+    Ended(String),
+    /// Another live worker runs it (its pid, when known).
+    Taken(Option<i32>),
+    /// Too many workers run now: why.
+    NotYet(String),
+}
+
+/// Claims the job for this worker: records this worker in the job row, under the row's lock,
+/// when the job is still to be done, no other live worker holds it and the worker limits leave
+/// room. None when this worker has nothing to do; a job it could not claim for lack of room
+/// stays queued, and the next worker that ends (or the next migrate.* call, or the launcher)
+/// starts another worker for it.
+fn claim(job: i64, owner: pg_sys::Oid) -> Option<Claimed> {
+    let deadline = Instant::now() + TURN_WAIT;
+    loop {
+        let attempt = transaction(|| {
+            let Some(locked) = workers::lock_for_claim(job) else {
+                return Claim::Ended("gone".into());
+            };
+            if !matches!(locked.state.as_str(), "queued" | "running") {
+                return Claim::Ended(locked.state);
+            }
+            if let Some(pid) = locked.taken_by {
+                return Claim::Taken(pid);
+            }
+            match slots::turn(owner) {
+                Some(why) => Claim::NotYet(why),
+                None => Claim::Mine(workers::claim(job)),
+            }
+        });
+        match attempt {
+            Claim::Mine(claimed) => return Some(claimed),
+            Claim::Ended(state) => {
+                // Cancelled while this worker waited: the versions it carried are settled here.
+                if state == "cancelled" {
+                    let steps = transaction(|| jobs::steps(job));
+                    if !steps.is_empty() {
+                        end_cancelled(job, &steps, 0);
+                    }
+                }
+                return None;
+            }
+            Claim::Taken(pid) => {
+                let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                pgrx::log!("pg_migrate: job {job} already has a live worker{pid}; this one stops");
+                return None;
+            }
+            Claim::NotYet(_) if Instant::now() < deadline => sleep_ms(100),
+            Claim::NotYet(why) => {
+                pgrx::log!("pg_migrate: job {job} stays queued: {why}");
+                return None;
+            }
+        }
+    }
 }
 
 /// Waits until the job row is visible (its transaction committed). False when that transaction

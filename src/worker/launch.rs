@@ -1,10 +1,11 @@
 //! Starting job workers: checks that the owner can log in (a worker connecting as a NOLOGIN
-//! role dies at start), respects migrate.max_workers, and explains max_worker_processes
-//! exhaustion. Also finds jobs whose worker is gone and starts new ones (resume).
+//! role dies at start), respects migrate.max_workers and migrate.max_workers_per_role (`slots`),
+//! and explains max_worker_processes exhaustion. Also finds jobs whose worker is gone or that
+//! waited for a free worker and starts workers for them (resume).
 
-use crate::catalog::jobs;
+use super::slots::Busy;
+use crate::catalog::workers::{self, WORKER_TYPE};
 use crate::error::{notice, Failure, Result};
-use crate::gucs;
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -55,21 +56,21 @@ pub fn check_owner_can_log_in(owner: pg_sys::Oid) -> Result<()> {
     .hint(format!("Run the migration as a role that can log in (not through SET ROLE to \"{name}\"), or ALTER ROLE \"{name}\" LOGIN.")))
 }
 
-/// Starts a worker for `args` unless migrate.max_workers are busy (the job then waits in the
-/// queue and starts when a worker finishes or a migrate.* call resumes jobs). Returns whether a
-/// worker was started.
+/// Starts a worker for `args` unless migrate.max_workers, or migrate.max_workers_per_role of the
+/// job's owner, are busy: the job then waits in the queue and starts when a worker finishes or a
+/// migrate.* call resumes jobs. Returns whether a worker was started.
 pub fn start(args: JobArgs) -> Result<bool> {
-    let busy = jobs::running_workers();
-    let max = gucs::max_workers();
-    if busy >= i64::from(max) {
-        notice(format!(
-            "pg_migrate: job {} is queued: all migrate.max_workers ({max}) workers are busy; it starts when one finishes",
-            args.job
-        ));
+    if let Some(why) = Busy::now().refusal(args.owner) {
+        notice(format!("pg_migrate: job {} is queued: {why}; it starts when one finishes", args.job));
         return Ok(false);
     }
+    launch(args)?;
+    Ok(true)
+}
+
+fn launch(args: JobArgs) -> Result<()> {
     let started = BackgroundWorkerBuilder::new(&format!("pg_migrate job {}", args.job))
-        .set_type("pg_migrate job worker")
+        .set_type(WORKER_TYPE)
         .set_library("pg_migrate")
         .set_function("pg_migrate_job_main")
         .enable_spi_access()
@@ -77,43 +78,44 @@ pub fn start(args: JobArgs) -> Result<bool> {
         .set_restart_time(None)
         .set_extra(&args.encode())
         .load_dynamic();
-    match started {
-        Ok(_) => Ok(true),
-        Err(_) => {
-            let max_procs = Spi::get_one::<String>("SELECT current_setting('max_worker_processes')")
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            Err(Failure::new(
-                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-                format!("could not start a pg_migrate worker for job {}: no background worker slot is free", args.job),
-            )
-            .detail(format!(
-                "max_worker_processes is {max_procs} and every slot is in use (parallel queries, logical replication, pg_cron, pg_migrate's jobs and launchers all use them)."
-            ))
-            .hint("Raise max_worker_processes (needs a restart), or lower migrate.max_workers, or retry when other workers have finished.")
-)
-        }
+    if started.is_ok() {
+        return Ok(());
     }
+    let max_procs = Spi::get_one::<String>("SELECT pg_catalog.current_setting('max_worker_processes')")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Err(Failure::new(
+        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+        format!("could not start a pg_migrate worker for job {}: no background worker slot is free", args.job),
+    )
+    .detail(format!(
+        "max_worker_processes is {max_procs} and every slot is in use (parallel queries, logical replication, pg_cron, pg_migrate's jobs and launchers all use them)."
+    ))
+    .hint("Raise max_worker_processes (needs a restart), or lower migrate.max_workers, or retry when other workers have finished."))
 }
 
 /// Starts workers for this database's jobs that have none (after a crash, an immediate
-/// shutdown, a killed worker, or a full worker pool). Returns how many were started.
+/// shutdown, a killed worker, or a full worker pool), oldest first. A role at its
+/// migrate.max_workers_per_role is passed over, so that its queue does not hold up other roles'
+/// jobs. Returns how many were started.
 pub fn resume_orphans() -> i64 {
     let database = unsafe { pg_sys::MyDatabaseId };
+    let mut busy = Busy::now();
     let mut started = 0;
-    for (job, owner) in jobs::orphans() {
-        if check_owner_can_log_in(owner).is_err() {
+    for (job, owner) in workers::orphans() {
+        if busy.full() {
+            break;
+        }
+        if busy.refusal(owner).is_some() || check_owner_can_log_in(owner).is_err() {
             continue;
         }
-        match start(JobArgs { job, database, owner, creator_xid: 0 }) {
-            Ok(true) => started += 1,
-            Ok(false) => break,
-            Err(f) => {
-                pgrx::warning!("{}", f.message);
-                break;
-            }
+        if let Err(f) = launch(JobArgs { job, database, owner, creator_xid: 0 }) {
+            pgrx::warning!("{}", f.message);
+            break;
         }
+        busy.add(owner);
+        started += 1;
     }
     started
 }

@@ -1,15 +1,18 @@
 //! Background work: dynamic workers that run a migration's non-transactional statements as
 //! top-level statements (job), record failed attempts outside the failing transaction
-//! (attempts), resume jobs after crashes (launch, launcher), and the SQL functions to follow
-//! and steer jobs (api).
+//! (attempts), resume jobs after crashes (launch, launcher), share the workers fairly between
+//! roles (slots), explain a job that holds up other deploys (in_flight), and the SQL functions
+//! to follow and steer jobs (api).
 
 pub mod api;
 pub mod attempts;
 pub mod cleanup;
 pub mod executor;
+pub mod in_flight;
 pub mod job;
 pub mod launch;
 pub mod launcher;
+pub mod slots;
 
 use crate::catalog::jobs::{self, Settings, Step};
 use crate::ddl::retry::Limits;
@@ -40,13 +43,14 @@ pub fn queue_backfill(with_worker: bool) -> Result<i64> {
 pub fn resubmit(job: i64) -> Result<()> {
     launch::check_owner_can_log_in(unsafe { pg_sys::GetUserId() })?;
     jobs::requeue(job, &caller_settings());
-    start(job, unsafe { pg_sys::GetUserId() })
+    start(job, unsafe { pg_sys::GetUserId() }).map(|_| ())
 }
 
 /// Starts a worker for `job`, connecting as `owner`, once the current transaction commits.
-pub fn start(job: i64, owner: pg_sys::Oid) -> Result<()> {
+/// False when the job waits in the queue for a free worker (a NOTICE said so).
+pub fn start(job: i64, owner: pg_sys::Oid) -> Result<bool> {
     let args = launch::JobArgs { job, database: unsafe { pg_sys::MyDatabaseId }, owner, creator_xid: current_xid() };
-    launch::start(args).map(|_| ())
+    launch::start(args)
 }
 
 /// The caller's settings, which the job's worker adopts.
