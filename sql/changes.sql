@@ -88,7 +88,7 @@ CREATE PROCEDURE migrate.wait_change(change bigint, timeout interval DEFAULT NUL
 LANGUAGE plpgsql
 AS $proc$
 DECLARE
-    j bigint;
+    j pg_catalog.int8;
 BEGIN
     SELECT c.job INTO j FROM migrate.changes c WHERE c.change OPERATOR(pg_catalog.=) wait_change.change;
     IF j IS NULL THEN

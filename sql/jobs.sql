@@ -94,18 +94,19 @@ GRANT SELECT ON migrate.jobs TO PUBLIC;
 
 -- Waits for a job to end, committing between polls: it never holds a snapshot that CREATE INDEX
 -- CONCURRENTLY would wait for. A procedure with a SET clause cannot COMMIT, so instead of pinning
--- search_path every name and operator here is schema-qualified (an unqualified text || bigint
--- would run an operator that anyone who can create in a schema on the caller's path defined).
+-- search_path every name, type and operator here is schema-qualified (an unqualified text ||
+-- bigint, IS DISTINCT FROM or variable type would run an operator or a domain's check of a schema
+-- on the caller's path, with the caller's rights).
 CREATE PROCEDURE migrate.wait(job bigint, timeout interval DEFAULT NULL)
 LANGUAGE plpgsql
 AS $proc$
 DECLARE
-    st record;
-    deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
-    last_done int := -1;
-    line text;
-    last_line text;
-    last_line_at timestamptz;
+    st pg_catalog.record;
+    deadline pg_catalog.timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
+    last_done pg_catalog.int4 := -1;
+    line pg_catalog.text;
+    last_line pg_catalog.text;
+    last_line_at pg_catalog.timestamptz;
 BEGIN
     PERFORM migrate.assert_can_wait();
     LOOP
@@ -116,7 +117,7 @@ BEGIN
         IF st.kind OPERATOR(pg_catalog.=) 'backfill' THEN
             -- a progress line when the figures changed, at most one a second
             line := migrate.progress_line(job);
-            IF line IS DISTINCT FROM last_line AND (last_line_at IS NULL OR
+            IF ((line IS NULL) OPERATOR(pg_catalog.<>) (last_line IS NULL) OR line OPERATOR(pg_catalog.<>) last_line) AND (last_line_at IS NULL OR
                pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_line_at OPERATOR(pg_catalog.>=) interval '1 second') THEN
                 RAISE NOTICE '%', line;
                 last_line := line;
@@ -178,10 +179,10 @@ CREATE PROCEDURE migrate.wait_version(version text, timeout interval DEFAULT NUL
 LANGUAGE plpgsql
 AS $proc$
 DECLARE
-    m record;
-    changes bigint[];
-    ch bigint;
-    waited boolean := false;
+    m pg_catalog.record;
+    changes pg_catalog.int8[];
+    ch pg_catalog.int8;
+    waited pg_catalog.bool := false;
 BEGIN
     PERFORM migrate.assert_can_wait();
     SELECT mg.state, mg.job_ids[pg_catalog.cardinality(mg.job_ids)] AS job INTO m

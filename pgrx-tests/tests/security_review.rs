@@ -7,7 +7,7 @@
 //! The payload: `dep.pwn_as()`, which records who runs it in `dep.seen` and tries
 //! `ALTER ROLE deployer SUPERUSER` (which only works when a superuser runs it).
 
-use pg_migrate_integration::{exec, is_superuser, one, Client, Cluster};
+use pg_migrate_integration::{exec, fails, is_superuser, one, Client, Cluster};
 use std::time::Duration;
 
 const PAYLOAD: &str = r#"
@@ -86,11 +86,21 @@ fn rollback_after_set_session_authorization_still_runs_the_down_sql_restricted()
             $up$CREATE TABLE dep.x (id int)$up$,
             $down$DROP TABLE dep.x; RESET SESSION AUTHORIZATION; SELECT dep.pwn_as('down')$down$)",
     );
-    // The superuser acts "as the deployer" to roll its version back.
+    // The superuser acts "as the deployer" to roll its version back: the down SQL still runs
+    // restricted, so its RESET SESSION AUTHORIZATION is refused and nothing is rolled back.
     exec(&mut admin, "SET SESSION AUTHORIZATION deployer");
-    let state: String = one(&mut admin, "SELECT migrate.rollback('20260101000000_x')");
-    assert_eq!(state, "rolled_back");
+    let (code, message, detail, _) = fails(&mut admin, "SELECT migrate.rollback('20260101000000_x')");
+    assert_eq!(code, "42501", "{message}");
+    assert!(message.contains("session_authorization") && detail.contains("logged in as role \"postgres\""), "{message} / {detail}");
     exec(&mut admin, "RESET SESSION AUTHORIZATION");
+    deployer_acted_only_as_itself(&mut admin);
+    let kept: bool = one(&mut admin, "SELECT to_regclass('dep.x') IS NOT NULL");
+    assert!(kept, "the failed rollback was undone");
+    // In the deployer's own login session the same rollback runs unrestricted, as before; its
+    // RESET SESSION AUTHORIZATION is harmless there (the deployer logged in as itself).
+    let mut deployer = pg.connect_as("app", "deployer");
+    let state: String = one(&mut deployer, "SELECT migrate.rollback('20260101000000_x')");
+    assert_eq!(state, "rolled_back");
     deployer_acted_only_as_itself(&mut admin);
 }
 
@@ -210,7 +220,8 @@ fn a_job_worker_runs_its_own_queries_on_a_pinned_search_path() {
 fn advisory_locks_held_by_a_deployer_do_not_stop_background_work() {
     let (pg, mut admin) = setup();
     let mut deployer = pg.connect_as("app", "deployer");
-    exec(&mut deployer, "SELECT count(pg_advisory_lock(migrate.job_lock_space(), g)) FROM generate_series(1, 100) g");
+    // The key space 0.2.0's workers used (migrate.job_lock_space(), gone since).
+    exec(&mut deployer, "SELECT count(pg_advisory_lock(1886218599, g)) FROM generate_series(1, 100) g");
     exec(&mut admin, "CREATE TABLE public.big (id int PRIMARY KEY, v text)");
     let state: String = one(&mut admin, "SELECT migrate.apply('20260104000000_w', 'CREATE INDEX CONCURRENTLY big_v_idx ON public.big (v)')");
     assert_eq!(state, "applying");

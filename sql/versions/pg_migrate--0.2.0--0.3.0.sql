@@ -13,18 +13,19 @@ STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'backfill_writing_wrapper';
 
--- changed: migrate.wait() qualifies its operators (its text || bigint ran whatever operator a
--- schema on the caller's search_path defined)
+-- changed: migrate.wait(), wait_version() and wait_change() qualify every operator and variable
+-- type (an unqualified text || bigint, IS DISTINCT FROM or `text` variable resolved on the
+-- caller's search_path, where anyone who can create in a schema on it could hijack them)
 CREATE OR REPLACE PROCEDURE migrate.wait(job bigint, timeout interval DEFAULT NULL)
 LANGUAGE plpgsql
 AS $proc$
 DECLARE
-    st record;
-    deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
-    last_done int := -1;
-    line text;
-    last_line text;
-    last_line_at timestamptz;
+    st pg_catalog.record;
+    deadline pg_catalog.timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
+    last_done pg_catalog.int4 := -1;
+    line pg_catalog.text;
+    last_line pg_catalog.text;
+    last_line_at pg_catalog.timestamptz;
 BEGIN
     PERFORM migrate.assert_can_wait();
     LOOP
@@ -35,7 +36,7 @@ BEGIN
         IF st.kind OPERATOR(pg_catalog.=) 'backfill' THEN
             -- a progress line when the figures changed, at most one a second
             line := migrate.progress_line(job);
-            IF line IS DISTINCT FROM last_line AND (last_line_at IS NULL OR
+            IF ((line IS NULL) OPERATOR(pg_catalog.<>) (last_line IS NULL) OR line OPERATOR(pg_catalog.<>) last_line) AND (last_line_at IS NULL OR
                pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_line_at OPERATOR(pg_catalog.>=) interval '1 second') THEN
                 RAISE NOTICE '%', line;
                 last_line := line;
@@ -83,6 +84,65 @@ BEGIN
         END IF;
         RAISE NOTICE 'pg_migrate: job % is done', job;
     END IF;
+END
+$proc$;
+
+CREATE OR REPLACE PROCEDURE migrate.wait_version(version text, timeout interval DEFAULT NULL)
+LANGUAGE plpgsql
+AS $proc$
+DECLARE
+    m pg_catalog.record;
+    changes pg_catalog.int8[];
+    ch pg_catalog.int8;
+    waited pg_catalog.bool := false;
+BEGIN
+    PERFORM migrate.assert_can_wait();
+    SELECT mg.state, mg.job_ids[pg_catalog.cardinality(mg.job_ids)] AS job INTO m
+      FROM migrate.migrations mg WHERE mg.version OPERATOR(pg_catalog.=) wait_version.version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_migrate: version "%" is not known', version
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'See SELECT version, state FROM migrate.status() for the recorded versions.';
+    END IF;
+    -- job_ids keeps the jobs of earlier applies and rollbacks too: only these states have one
+    -- that is current
+    IF m.job IS NOT NULL AND m.state OPERATOR(pg_catalog.=) ANY (ARRAY['applying', 'rolling_back', 'failed']) THEN
+        waited := true;
+        CALL migrate.wait(m.job, timeout);
+        -- A cancelled job leaves the version failed, which wait() only warns about: a migration
+        -- tool must not go on to the next version as if this one had been applied.
+        IF (migrate.job_status(m.job)).state OPERATOR(pg_catalog.=) 'cancelled' THEN
+            RAISE EXCEPTION 'pg_migrate: version "%" is failed: its job % was cancelled', version, m.job
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Apply the version again to resume its job, or roll it back.';
+        END IF;
+    END IF;
+    SELECT pg_catalog.array_agg(c.change ORDER BY c.change) INTO changes
+      FROM migrate.changes c
+     WHERE c.version OPERATOR(pg_catalog.=) wait_version.version
+       AND c.job_state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'failed']);
+    FOREACH ch IN ARRAY COALESCE(changes, '{}') LOOP
+        waited := true;
+        CALL migrate.wait_change(ch, timeout);
+    END LOOP;
+    IF NOT waited THEN
+        RAISE NOTICE 'pg_migrate: version "%" is %; nothing to wait for', version, m.state;
+    END IF;
+END
+$proc$;
+
+CREATE OR REPLACE PROCEDURE migrate.wait_change(change bigint, timeout interval DEFAULT NULL)
+LANGUAGE plpgsql
+AS $proc$
+DECLARE
+    j pg_catalog.int8;
+BEGIN
+    SELECT c.job INTO j FROM migrate.changes c WHERE c.change OPERATOR(pg_catalog.=) wait_change.change;
+    IF j IS NULL THEN
+        RAISE NOTICE 'pg_migrate: change % has no job to wait for (it has ended, or it is not yours)', change;
+        RETURN;
+    END IF;
+    CALL migrate.wait(j, timeout);
 END
 $proc$;
 

@@ -132,10 +132,10 @@ impl Owner {
         if !self.restricted || !restriction.iter().any(|r| failure.message.contains(r)) {
             return failure;
         }
-        let caller = role_name(unsafe { pg_sys::GetUserId() }).unwrap_or_default();
+        let login = role_name(unsafe { pg_sys::GetAuthenticatedUserId() }).unwrap_or_default();
         let name = &self.name;
         let why = format!(
-            "The SQL of version \"{version}\" runs as its owner \"{name}\" within a security-restricted operation, because this session (role \"{caller}\") is not \"{name}\"'s own: temporary objects, SET ROLE and DISCARD are not allowed there, and its settings are undone afterwards."
+            "The SQL of version \"{version}\" runs as its owner \"{name}\" within a security-restricted operation, because this session logged in as role \"{login}\" (SET ROLE and SET SESSION AUTHORIZATION do not count): temporary objects, SET ROLE, SET SESSION AUTHORIZATION and DISCARD are not allowed there, and its settings are undone afterwards."
         );
         let next = format!(
             "Run it in a session that logs in as \"{name}\" itself, where its SQL runs unrestricted, or change that statement (a regular table instead of a temporary one)."

@@ -28,6 +28,11 @@ pub extern "C-unwind" fn pg_migrate_job_main(_arg: pg_sys::Datum) {
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(args.database), Some(args.owner));
+    // pg_migrate's own queries in this worker never resolve names on a path the owner's role
+    // settings (or anyone who can create in a schema on it) chose: they would run with the
+    // owner's rights, a superuser's for a superuser's job. The job's statements get the job's
+    // search_path around each of them (`with_job_search_path`).
+    crate::ddl::session::set_session("search_path", PINNED_SEARCH_PATH);
     run(args);
 }
 
@@ -129,6 +134,24 @@ fn claim(job: i64, owner: pg_sys::Oid) -> Option<Claimed> {
     }
 }
 
+const PINNED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
+/// Runs one of the job's statements with the search_path of the session that queued the job, so
+/// that it names objects as the script did, and pins it again afterwards (also on error).
+fn with_job_search_path<R>(path: Option<&str>, f: impl FnOnce() -> R) -> R {
+    struct Repin;
+    impl Drop for Repin {
+        fn drop(&mut self) {
+            crate::ddl::session::set_session("search_path", PINNED_SEARCH_PATH);
+        }
+    }
+    let _repin = Repin;
+    if let Some(path) = path {
+        crate::ddl::session::set_session("search_path", path);
+    }
+    f()
+}
+
 /// Waits until the job row is visible (its transaction committed). False when that transaction
 /// rolled back: there is nothing to do.
 fn wait_for_creator(job: i64, creator_xid: u64) -> bool {
@@ -164,9 +187,6 @@ fn run_steps(job: i64, claimed: &Claimed) {
     let s = &claimed.settings;
     // A stored 0 (settings missing) must not turn into "no lock_timeout" for polite steps.
     let limits = Limits { lock_timeout_ms: s.limits.lock_timeout_ms.max(1), ..s.limits };
-    if let Some(path) = &s.search_path {
-        crate::ddl::session::set_session("search_path", path);
-    }
     let steps = &claimed.steps;
     for (i, step) in steps.iter().enumerate().skip(claimed.cursor) {
         if transaction(|| jobs::state(job)).as_deref() == Some("cancelled") {
@@ -182,7 +202,7 @@ fn run_steps(job: i64, claimed: &Claimed) {
         let site = site_of(step);
         let outcome = run_politely(&site, &limits, step.waits_politely(), |lock_timeout| {
             transaction(|| jobs::heartbeat(job));
-            executor::try_top_level(&step.sql, lock_timeout, limits.statement_timeout_ms)
+            with_job_search_path(s.search_path.as_deref(), || executor::try_top_level(&step.sql, lock_timeout, limits.statement_timeout_ms))
         });
         match outcome {
             Ok(()) => transaction(|| finish_step(job, steps, i)),
