@@ -129,6 +129,42 @@ fn batches_and_verify_run_the_owners_code_as_the_owner_and_leave_the_callers_ses
     assert_eq!(code, "42704");
 }
 
+/// The same attack on a pg_cron session: the superuser's scheduled command runs a batch of the
+/// deployer's job, then an unqualified lower() in the same command.
+#[test]
+fn a_pg_cron_session_running_batches_is_not_hijacked() {
+    let pg = Cluster::start_with(&[
+        "shared_preload_libraries = 'pg_cron,pg_migrate'",
+        "cron.database_name = 'app'",
+        "cron.use_background_workers = on",
+        "max_worker_processes = 16",
+    ]);
+    pg.create_db("app");
+    let mut admin = pg.connect("app");
+    exec(
+        &mut admin,
+        "CREATE ROLE deployer LOGIN;
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA migrate TO deployer;
+         CREATE EXTENSION pg_cron;
+         CREATE TABLE cron_saw (path text, lowered text);",
+    );
+    exec(&mut admin, PAYLOAD);
+    let mut deployer = pg.connect_as("app", "deployer");
+    let job = manual_backfill(&mut deployer, "b = dep.pwn(a)");
+    let command = format!(
+        "SELECT migrate.backfill_batch({job}); INSERT INTO public.cron_saw SELECT current_setting('search_path'), lower('X');"
+    );
+    exec(&mut admin, &format!("SELECT cron.schedule('batches', '* * * * *', $cmd${command}$cmd$)"));
+    assert!(pg.wait_for("app", 150, "SELECT count(*) > 0 FROM public.cron_saw"), "pg_cron ran the command");
+    exec(&mut admin, "SELECT cron.unschedule('batches')");
+    let (path, lowered): (String, String) = admin.query_one("SELECT path, lowered FROM public.cron_saw LIMIT 1", &[]).map(|r| (r.get(0), r.get(1))).unwrap();
+    assert!(!path.contains("dep"), "the deployer's search_path reached the cron session: {path}");
+    assert_eq!(lowered, "x");
+    assert!(count(&mut admin, "SELECT count(*) FROM dep.t WHERE b IS NOT NULL") > 0, "the batch ran");
+    assert!(!is_superuser(&mut admin, "deployer"));
+    assert_eq!(payload_ran_as(&mut admin), vec!["deployer".to_string()]);
+}
+
 /// Under SECURITY_RESTRICTED_OPERATION the owner's code cannot switch roles or leave temporary
 /// objects behind in the caller's session either.
 #[test]

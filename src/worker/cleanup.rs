@@ -2,6 +2,10 @@
 //! a failed or interrupted CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) leaves an INVALID
 //! index that still slows every write; it is dropped concurrently. On resume, a step that had
 //! finished before the worker died is recognised and skipped.
+//!
+//! The step's names (`t.relation`, `t.index`) are the user's, resolved with the job's
+//! search_path: the worker calls these with that path set (`job::with_job_search_path`), so every
+//! function, aggregate and type in the queries here is schema-qualified.
 
 use super::executor::{transaction, try_top_level};
 use crate::catalog::jobs::Step;
@@ -30,7 +34,7 @@ pub fn invalid_indexes(step: &Step) -> Vec<pg_sys::Oid> {
         return vec![];
     };
     Spi::get_one_with_args::<Vec<pg_sys::Oid>>(
-        "SELECT coalesce(array_agg(indexrelid), '{}') FROM pg_catalog.pg_index WHERE indrelid = $1 AND NOT indisvalid",
+        "SELECT coalesce(pg_catalog.array_agg(indexrelid), '{}'::pg_catalog.oid[]) FROM pg_catalog.pg_index WHERE indrelid = $1 AND NOT indisvalid",
         &[table.into()],
     )
     .ok()
@@ -48,7 +52,7 @@ pub fn drop_new_invalid_indexes(step: &Step, before: &[pg_sys::Oid]) {
 
 fn drop_index_concurrently(index: pg_sys::Oid) {
     let name = transaction(|| {
-        Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[index.into()]).ok().flatten()
+        Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", &[index.into()]).ok().flatten()
     });
     if let Some(name) = name {
         match try_top_level(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"), 0, 0) {

@@ -136,8 +136,9 @@ fn claim(job: i64, owner: pg_sys::Oid) -> Option<Claimed> {
 
 const PINNED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
 
-/// Runs one of the job's statements with the search_path of the session that queued the job, so
-/// that it names objects as the script did, and pins it again afterwards (also on error).
+/// Runs one of the job's statements, or a lookup of the names in it (`cleanup`), with the
+/// search_path of the session that queued the job, so that names resolve as the script's did,
+/// and pins it again afterwards (also on error).
 fn with_job_search_path<R>(path: Option<&str>, f: impl FnOnce() -> R) -> R {
     struct Repin;
     impl Drop for Repin {
@@ -193,22 +194,23 @@ fn run_steps(job: i64, claimed: &Claimed) {
             return end_cancelled(job, steps, i);
         }
         let resumed = claimed.attempts > 1 && i == claimed.cursor;
-        if resumed && super::cleanup::already_done(step) {
+        let path = s.search_path.as_deref();
+        if resumed && with_job_search_path(path, || super::cleanup::already_done(step)) {
             pgrx::log!("pg_migrate: job {job} step {} was done before the worker stopped", i + 1);
             transaction(|| finish_step(job, steps, i));
             continue;
         }
-        let invalid_before = transaction(|| super::cleanup::invalid_indexes(step));
+        let invalid_before = with_job_search_path(path, || transaction(|| super::cleanup::invalid_indexes(step)));
         let site = site_of(step);
         let outcome = run_politely(&site, &limits, step.waits_politely(), |lock_timeout| {
             transaction(|| jobs::heartbeat(job));
-            with_job_search_path(s.search_path.as_deref(), || executor::try_top_level(&step.sql, lock_timeout, limits.statement_timeout_ms))
+            with_job_search_path(path, || executor::try_top_level(&step.sql, lock_timeout, limits.statement_timeout_ms))
         });
         match outcome {
             Ok(()) => transaction(|| finish_step(job, steps, i)),
             Err(failure) => {
                 // A failed or cancelled CREATE INDEX CONCURRENTLY leaves an INVALID index.
-                super::cleanup::drop_new_invalid_indexes(step, &invalid_before);
+                with_job_search_path(path, || super::cleanup::drop_new_invalid_indexes(step, &invalid_before));
                 if transaction(|| jobs::settled_state(job)).as_deref() == Some("cancelled") {
                     return end_cancelled(job, steps, i);
                 }
