@@ -58,7 +58,7 @@ fn apply_retries_until_the_blocker_lets_go() {
     assert!(
         retries[0].contains("statement 2/2 (line 2) of up SQL of version \"1_email\"")
             && retries[0].contains(&format!("held by pid {blocker_pid}"))
-            && retries[0].contains("AccessExclusiveLock on relation users"),
+            && retries[0].contains("AccessExclusiveLock on relation public.users"),
         "{}",
         retries[0]
     );
