@@ -228,6 +228,26 @@ pub fn fails(c: &mut Client, sql: &str) -> (String, String, String, String) {
     }
 }
 
+/// The cast of the security tests, in database `db` of a new cluster: `deployer` (a
+/// non-superuser LOGIN role that will own schema `dep`), `lead` (a member of deployer: a team
+/// lead or an operator) and `stranger`, all with EXECUTE on pg_migrate's functions and
+/// procedures. Returns the cluster and a superuser session on `db`.
+pub fn attack_cluster(db: &str, settings: &[&str]) -> (Cluster, Client) {
+    let pg = Cluster::start_with(settings);
+    pg.create_db(db);
+    let mut admin = pg.connect(db);
+    exec(
+        &mut admin,
+        "CREATE ROLE deployer LOGIN;
+         CREATE ROLE lead LOGIN;
+         CREATE ROLE stranger LOGIN;
+         GRANT deployer TO lead;
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA migrate TO deployer, lead, stranger;
+         GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA migrate TO deployer, lead, stranger;",
+    );
+    (pg, admin)
+}
+
 /// Whether `role` is a superuser: what most attacks in the security tests try to make true.
 pub fn is_superuser(c: &mut Client, role: &str) -> bool {
     c.query_one("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1", &[&role]).unwrap().get(0)

@@ -10,7 +10,7 @@
 //! `search_path = dep, pg_catalog, public` in the session that ran it, where the deployer's own
 //! `dep.lower()` waits for the next unqualified `lower()`.
 
-use pg_migrate_integration::{exec, fails, is_superuser, one, pg_command, Client, Cluster};
+use pg_migrate_integration::{attack_cluster, exec, fails, is_superuser, one, pg_command, Client, Cluster};
 use std::process::Stdio;
 
 const PAYLOAD: &str = r#"
@@ -46,19 +46,8 @@ RESET ROLE;
 /// A cluster with database "app", the roles deployer (owns schema dep), lead (a member of
 /// deployer: a team lead or an operator) and stranger, and the payload.
 fn setup() -> (Cluster, Client) {
-    let pg = Cluster::start();
-    pg.create_db("app");
-    let mut admin = pg.connect("app");
-    exec(
-        &mut admin,
-        "CREATE ROLE deployer LOGIN;
-         CREATE ROLE lead LOGIN;
-         CREATE ROLE stranger LOGIN;
-         GRANT deployer TO lead;
-         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA migrate TO deployer, lead, stranger;
-         GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA migrate TO deployer, lead, stranger;
-         CREATE TABLE public.owned_by_postgres (id int PRIMARY KEY, v text);",
-    );
+    let (pg, mut admin) = attack_cluster("app", &[]);
+    exec(&mut admin, "CREATE TABLE public.owned_by_postgres (id int PRIMARY KEY, v text);");
     exec(&mut admin, PAYLOAD);
     (pg, admin)
 }
@@ -133,21 +122,16 @@ fn batches_and_verify_run_the_owners_code_as_the_owner_and_leave_the_callers_ses
 /// deployer's job, then an unqualified lower() in the same command.
 #[test]
 fn a_pg_cron_session_running_batches_is_not_hijacked() {
-    let pg = Cluster::start_with(&[
-        "shared_preload_libraries = 'pg_cron,pg_migrate'",
-        "cron.database_name = 'app'",
-        "cron.use_background_workers = on",
-        "max_worker_processes = 16",
-    ]);
-    pg.create_db("app");
-    let mut admin = pg.connect("app");
-    exec(
-        &mut admin,
-        "CREATE ROLE deployer LOGIN;
-         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA migrate TO deployer;
-         CREATE EXTENSION pg_cron;
-         CREATE TABLE cron_saw (path text, lowered text);",
+    let (pg, mut admin) = attack_cluster(
+        "app",
+        &[
+            "shared_preload_libraries = 'pg_cron,pg_migrate'",
+            "cron.database_name = 'app'",
+            "cron.use_background_workers = on",
+            "max_worker_processes = 16",
+        ],
     );
+    exec(&mut admin, "CREATE EXTENSION pg_cron; CREATE TABLE cron_saw (path text, lowered text);");
     exec(&mut admin, PAYLOAD);
     let mut deployer = pg.connect_as("app", "deployer");
     let job = manual_backfill(&mut deployer, "b = dep.pwn(a)");

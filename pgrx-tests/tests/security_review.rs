@@ -7,7 +7,7 @@
 //! The payload: `dep.pwn_as()`, which records who runs it in `dep.seen` and tries
 //! `ALTER ROLE deployer SUPERUSER` (which only works when a superuser runs it).
 
-use pg_migrate_integration::{exec, fails, is_superuser, one, Client, Cluster};
+use pg_migrate_integration::{attack_cluster, exec, fails, is_superuser, one, Client, Cluster};
 use std::time::Duration;
 
 const PAYLOAD: &str = r#"
@@ -32,18 +32,7 @@ RESET ROLE;
 /// A cluster with database "app", the roles deployer (owns schema dep), lead (a member of
 /// deployer) and stranger, and the payload.
 fn setup() -> (Cluster, Client) {
-    let pg = Cluster::start();
-    pg.create_db("app");
-    let mut admin = pg.connect("app");
-    exec(
-        &mut admin,
-        "CREATE ROLE deployer LOGIN;
-         CREATE ROLE lead LOGIN;
-         CREATE ROLE stranger LOGIN;
-         GRANT deployer TO lead;
-         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA migrate TO deployer, lead, stranger;
-         GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA migrate TO deployer, lead, stranger;",
-    );
+    let (pg, mut admin) = attack_cluster("app", &[]);
     exec(&mut admin, PAYLOAD);
     (pg, admin)
 }
