@@ -4,8 +4,9 @@
 # Source it after scripts/lib.sh, with RESULTS_DIR, RESULTS and AUTOVACUUM set.
 
 # Like the demo: the prerequisites (PostgreSQL 15 with pgbench, cargo-pgrx) and this checkout's
-# build of the extension (cargo pgrx install's default, unoptimised debug profile), unless
-# SKIP_INSTALL=1 asks to measure the library already installed.
+# build of the extension in the cargo profile PROFILE (scripts/lib.sh: debug unless the caller
+# sets it; backfill.sh sets release), unless SKIP_INSTALL=1 asks to measure the library already
+# installed.
 bench_install() {
     if [ "${SKIP_INSTALL:-0}" != 1 ]; then
         "$REPO/scripts/setup.sh"
