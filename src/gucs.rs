@@ -11,11 +11,12 @@ pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MAX_SCRIPT_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(4);
 pub static MAX_WORKERS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(2);
-pub static BACKFILL_BATCH_TIME_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
-pub static BACKFILL_SLEEP_MS: GucSetting<i32> = GucSetting::<i32>::new(50);
+pub static BACKFILL_BATCH_TIME_MS: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static BACKFILL_SLEEP_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// The longest pause between two batches of a backfill (the setting and the sleep_ms option): a
 /// backfill that sleeps for hours would hold its worker, which other jobs wait for, all along.
 pub const BACKFILL_SLEEP_MAX_MS: i32 = 60_000;
+pub static BACKFILL_NICE: GucSetting<i32> = GucSetting::<i32>::new(19);
 pub static BACKFILL_MAX_REPLICA_LAG_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BACKFILL_JOB: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
 pub static DATABASE_NAMES: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
@@ -104,12 +105,22 @@ pub fn register() {
     GucRegistry::define_int_guc(
         c"migrate.backfill_sleep",
         c"Pause between two batches of a backfill worker.",
-        c"Leaves room for the application's own writes; 0 runs batches back to back.",
+        c"0 (the default) runs batches back to back: the worker runs at migrate.backfill_nice, on the CPU time the application leaves.",
         &BACKFILL_SLEEP_MS,
         0,
         BACKFILL_SLEEP_MAX_MS,
         GucContext::Userset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"migrate.backfill_nice",
+        c"CPU priority (nice value) of backfill workers: 0 is the server's own, 19 the lowest.",
+        c"A backfill worker then runs on the CPU time the application's sessions leave over. Read when a worker starts.",
+        &BACKFILL_NICE,
+        0,
+        19,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"migrate.backfill_max_replica_lag",
@@ -180,6 +191,9 @@ pub fn backfill_batch_time_ms() -> i32 {
 }
 pub fn backfill_sleep_ms() -> i32 {
     BACKFILL_SLEEP_MS.get()
+}
+pub fn backfill_nice() -> i32 {
+    BACKFILL_NICE.get()
 }
 pub fn backfill_max_replica_lag_ms() -> i32 {
     BACKFILL_MAX_REPLICA_LAG_MS.get()

@@ -26,6 +26,8 @@ pub struct Outcome {
     /// Other sessions waited for this batch's row locks.
     pub contended: bool,
     pub elapsed_ms: f64,
+    /// The rows this batch was sized for.
+    pub size: i32,
 }
 
 /// What the UPDATE of one batch did.
@@ -90,6 +92,7 @@ pub fn run(job: i64, max_rows: Option<i32>) -> Result<Outcome> {
             idle: None,
             contended,
             elapsed_ms,
+            size,
         });
     }
     unreachable!("the last try returns")

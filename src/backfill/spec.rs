@@ -15,7 +15,7 @@ use pgrx::PgSqlErrorCode;
 pub const MIN_BATCH: i32 = 10;
 pub const MAX_BATCH: i32 = 100_000;
 /// The first batch of an adaptive backfill.
-pub const FIRST_BATCH: i32 = 1_000;
+pub const FIRST_BATCH: i32 = 100;
 
 /// The SET list as `column = (expression)` pairs. `assignments` is what follows SET in an UPDATE:
 /// `status = 'active', full_name = first || ' ' || last`.
