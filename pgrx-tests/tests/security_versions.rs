@@ -31,12 +31,18 @@ fn exists(c: &mut Client, relation: &str) -> bool {
     one(c, &format!("SELECT to_regclass('{relation}') IS NOT NULL"))
 }
 
-#[test]
-fn a_late_baseline_from_a_deployer_is_refused_and_applies_still_run() {
+/// A cluster with database "app" ready for alice and bob, and a session of each.
+fn alice_and_bob() -> (Cluster, Client, Client) {
     let pg = start();
     database(&pg, "app");
-    let mut alice = pg.connect_as("app", "alice");
-    let mut bob = pg.connect_as("app", "bob");
+    let alice = pg.connect_as("app", "alice");
+    let bob = pg.connect_as("app", "bob");
+    (pg, alice, bob)
+}
+
+#[test]
+fn a_late_baseline_from_a_deployer_is_refused_and_applies_still_run() {
+    let (pg, mut alice, mut bob) = alice_and_bob();
     alice.batch_execute("SELECT migrate.apply('1_a', 'CREATE TABLE a1 (id int);')").unwrap();
 
     // The attack of the review: a baseline above every version makes every later apply a no-op.
@@ -109,10 +115,7 @@ fn a_first_baseline_works_and_only_its_owner_forgets_it() {
 
 #[test]
 fn a_deployer_cannot_roll_back_resume_or_repair_another_deployers_version() {
-    let pg = start();
-    database(&pg, "app");
-    let mut alice = pg.connect_as("app", "alice");
-    let mut bob = pg.connect_as("app", "bob");
+    let (pg, mut alice, mut bob) = alice_and_bob();
     alice
         .batch_execute(
             "SELECT migrate.apply('0_base', 'CREATE TABLE base (id int);', 'DROP TABLE base;');
@@ -277,10 +280,7 @@ fn a_rollback_job_is_owned_by_the_versions_owner() {
 
 #[test]
 fn one_rollback_job_never_mixes_two_owners() {
-    let pg = start();
-    database(&pg, "app");
-    let mut alice = pg.connect_as("app", "alice");
-    let mut bob = pg.connect_as("app", "bob");
+    let (pg, mut alice, mut bob) = alice_and_bob();
     alice
         .batch_execute(
             "SELECT migrate.apply('0_keep', 'CREATE TABLE keep (id int);', 'DROP TABLE keep;');
