@@ -31,11 +31,7 @@ pub struct Version {
 /// advisory lock of its release until ALTER EXTENSION pg_migrate UPDATE.
 pub fn lock() {
     as_extension_owner(|| {
-        let has_row = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('migrate.deploy_lock') IS NOT NULL")
-            .ok()
-            .flatten()
-            .unwrap_or(false);
-        if has_row {
+        if super::has_0_3_objects() {
             Spi::run("SELECT FROM migrate.deploy_lock FOR UPDATE").expect("deploy lock");
         } else {
             // the key of 0.1.0 and 0.2.0: the bytes of "pgmigrat" read as an integer
@@ -45,19 +41,11 @@ pub fn lock() {
     })
 }
 
-/// Whether migrate.migrations has its `owner` column. A catalog made before 0.3.0 has none until
-/// `ALTER EXTENSION pg_migrate UPDATE`, and the newer library runs against it until then (a
-/// package is installed first, the update follows): there, the owner of a row is the role its
-/// applied_by names, as the update fills it in, and new rows are written without it.
+/// Whether migrate.migrations has its `owner` column (0.3.0). Before the update, the owner of a
+/// row is the role its applied_by names, as the update fills it in, and new rows are written
+/// without it.
 fn has_owner_column() -> bool {
-    as_extension_owner(|| {
-        Spi::get_one::<bool>(
-            "SELECT EXISTS (SELECT FROM pg_attribute
-                             WHERE attrelid = 'migrate.migrations'::regclass AND attname = 'owner' AND NOT attisdropped)",
-        )
-        .expect("read pg_attribute")
-        .unwrap_or(false)
-    })
+    super::has_0_3_objects()
 }
 
 fn select(condition_and_order: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Vec<Version> {

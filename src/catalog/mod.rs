@@ -9,6 +9,20 @@ pub mod history;
 pub mod jobs;
 pub mod workers;
 
+/// Whether this database has the SQL objects of pg_migrate 0.3.0 or later. A package update
+/// installs the new library first, and it runs against the old objects until `ALTER EXTENSION
+/// pg_migrate UPDATE`: code that uses something 0.3.0 added (migrate.deploy_lock, the `owner` of
+/// versions, the worker's backend_start in job rows, migrate.workers, migrate.backfill_writing())
+/// asks here and keeps the earlier release's way otherwise.
+pub fn has_0_3_objects() -> bool {
+    crate::ddl::session::with_pinned_search_path(|| {
+        pgrx::Spi::get_one::<bool>("SELECT extversion NOT IN ('0.1.0', '0.2.0') FROM pg_catalog.pg_extension WHERE extname = 'pg_migrate'")
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    })
+}
+
 pgrx::extension_sql_file!("../../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!("../../sql/jobs.sql", name = "jobs", requires = ["catalog"]);
 pgrx::extension_sql_file!("../../sql/backfill.sql", name = "backfill", requires = ["jobs"]);

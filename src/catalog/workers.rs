@@ -153,15 +153,9 @@ fn alive_condition() -> String {
     }
 }
 
-/// Whether job rows record their worker's backend_start (a 0.3.0 schema). As the extension owner.
+/// Whether job rows record their worker's backend_start (a 0.3.0 schema).
 fn recorded() -> bool {
-    Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute
-                         WHERE attrelid = 'migrate.all_jobs'::regclass AND attname = 'worker_started' AND NOT attisdropped)",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+    super::has_0_3_objects()
 }
 
 /// pg_stat_activity is read once per transaction and then cached: a check made after waiting for
@@ -183,11 +177,7 @@ pub struct Holdup {
 /// and what it waits for. None when there is no such job.
 pub fn holdup(job: i64) -> Option<Holdup> {
     as_extension_owner(|| {
-        let has_view = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('migrate.workers') IS NOT NULL")
-            .ok()
-            .flatten()
-            .unwrap_or(false);
-        let sql = if has_view {
+        let sql = if super::has_0_3_objects() {
             "SELECT pg_catalog.pg_get_userbyid(j.owner)::text, j.state, w.pid, w.since::text, w.waiting_for
                FROM migrate.all_jobs j LEFT JOIN migrate.workers w ON w.job = j.id WHERE j.id = $1"
         } else {

@@ -127,10 +127,7 @@ fn over_new(expr: &str, label: &str) -> Result<String> {
 /// earlier (the library was updated, `ALTER EXTENSION pg_migrate UPDATE` not run yet), the
 /// read-only setting those versions used.
 fn backfill_mark() -> &'static str {
-    let has_function = crate::ddl::session::with_pinned_search_path(|| {
-        pgrx::Spi::get_one::<bool>("SELECT to_regprocedure('migrate.backfill_writing()') IS NOT NULL").ok().flatten().unwrap_or(false)
-    });
-    if has_function {
+    if crate::catalog::has_0_3_objects() {
         "migrate.backfill_writing()"
     } else {
         "pg_catalog.current_setting('migrate.backfill_job', true)::bigint"
