@@ -323,3 +323,52 @@ fn a_stuck_job_of_one_role_is_named_with_its_owner_and_an_admin_clears_it() {
     let state: String = one(&mut mallory, "SELECT state FROM migrate.status() WHERE version = '1_mallory'");
     assert_eq!(state, "failed");
 }
+
+#[test]
+fn a_job_that_frees_every_advisory_lock_of_its_worker_gets_no_extra_worker() {
+    let pg = Cluster::start();
+    setup(&pg);
+    let mut admin = pg.connect("app");
+    let mut mallory = pg.connect_as("app", "mallory");
+    // A worker's seat is a session-level lock; every batch of these backfills gives up all of
+    // the session's advisory locks, then crawls.
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION mallory.free() RETURNS int LANGUAGE sql
+               AS 'SELECT pg_catalog.pg_advisory_unlock_all(); SELECT 0';",
+        )
+        .unwrap();
+    let start = |c: &mut Client| -> i64 {
+        c.query_one(
+            "SELECT migrate.backfill_start('mallory.t', 'w = v + mallory.free()', options => $1::text::jsonb)",
+            &[&CRAWL],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let mut mine = vec![start(&mut mallory), start(&mut mallory)];
+    let ran = "SELECT count(*) = 2 FROM migrate.all_jobs WHERE kind = 'backfill' AND attempts > 0";
+    assert!(pg.wait_for("app", 30, ran), "both backfills run");
+    assert!(pg.wait_for("app", 30, "SELECT sum(rows_done) >= 2 FROM migrate.progress"), "both ran a batch");
+    // Seats freed by the batches were taken back (pg_locks shows them while the workers pause
+    // between batches): a third backfill finds no room and waits.
+    mine.push(start(&mut mallory));
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let (running, queued): (i64, i64) = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pid IS NOT NULL), count(*) FILTER (WHERE state = 'queued' AND pid IS NULL)
+               FROM migrate.workers WHERE owner = 'mallory'",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((running, queued), (2, 1), "mallory runs no more than migrate.max_workers_per_role workers");
+    let seats: i64 = one(
+        &mut admin,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = 0 AND objsubid = 20557 AND granted",
+    );
+    assert_eq!(seats, 4, "each running worker holds a cluster seat and a seat of its role");
+    for job in &mine {
+        let _: String = admin.query_one("SELECT migrate.cancel($1)", &[job]).unwrap().get(0);
+    }
+}

@@ -5,6 +5,7 @@
 use super::{batch, throttle};
 use crate::catalog::{backfills, jobs};
 use crate::ddl::subxact::Caught;
+use crate::worker::slots::Seats;
 use crate::worker::executor::{in_transaction, transaction};
 use pgrx::prelude::*;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 /// Progress reaches the server log this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-pub fn run(job: i64) {
+pub fn run(job: i64, seats: &Seats) {
     yield_cpu(crate::gucs::backfill_nice());
     let mut last_log = Instant::now();
     let mut calm = Calm::default();
@@ -53,6 +54,9 @@ pub fn run(job: i64) {
             Ok(Err(failure)) => return fail(job, &failure.message, failure.detail.as_deref()),
             Err(caught) => return stopped(caught),
         };
+        if !seats.keep() {
+            return crate::worker::job::lost_seat(job);
+        }
         if let Some(state) = outcome.idle {
             pgrx::log!("pg_migrate: backfill job {job} stops: it is {state}");
             return;

@@ -5,7 +5,7 @@
 
 use super::executor::{self, transaction};
 use super::launch::{self, JobArgs};
-use super::slots;
+use super::slots::Seats;
 use crate::catalog::history::{self, JobOutcome};
 use crate::catalog::jobs::{self, Claimed, Step};
 use crate::catalog::workers;
@@ -51,12 +51,12 @@ fn run(args: JobArgs) {
     if !wait_for_creator(job, args.creator_xid) {
         return;
     }
-    let Some(claimed) = claim(job, args.owner) else {
+    let Some((claimed, seats)) = claim(job, args.owner) else {
         return;
     };
     if claimed.kind == "backfill" {
         pgrx::log!("pg_migrate: backfill job {job} running (attempt {})", claimed.attempts);
-        crate::backfill::worker::run(job);
+        crate::backfill::worker::run(job, &seats);
     } else {
         pgrx::log!(
             "pg_migrate: job {job} running (attempt {}), {} of {} steps done",
@@ -64,19 +64,20 @@ fn run(args: JobArgs) {
             claimed.cursor,
             claimed.steps.len()
         );
-        run_steps(job, &claimed);
+        run_steps(job, &claimed, &seats);
     }
+    drop(seats);
     // Jobs that waited for a free worker slot, or lost theirs, start now.
     transaction(launch::resume_orphans);
 }
 
-/// How long a worker waits for its turn (`slots::turn`): the worker that started it may still
-/// be ending, and other workers started at the same moment may be ahead of it.
+/// How long a worker waits for a seat (`Seats::take`): the worker that started it may still be
+/// ending.
 const TURN_WAIT: Duration = Duration::from_secs(5);
 
 /// What one try to claim the job found.
 enum Claim {
-    Mine(Claimed),
+    Mine(Claimed, Seats),
     /// The job has ended or is paused: its state.
     Ended(String),
     /// Another live worker runs it (its pid, when known).
@@ -90,7 +91,7 @@ enum Claim {
 /// room. None when this worker has nothing to do; a job it could not claim for lack of room
 /// stays queued, and the next worker that ends (or the next migrate.* call, or the launcher)
 /// starts another worker for it.
-fn claim(job: i64, owner: pg_sys::Oid) -> Option<Claimed> {
+fn claim(job: i64, owner: pg_sys::Oid) -> Option<(Claimed, Seats)> {
     let deadline = Instant::now() + TURN_WAIT;
     loop {
         let attempt = transaction(|| {
@@ -103,13 +104,13 @@ fn claim(job: i64, owner: pg_sys::Oid) -> Option<Claimed> {
             if let Some(pid) = locked.taken_by {
                 return Claim::Taken(pid);
             }
-            match slots::turn(owner) {
-                Some(why) => Claim::NotYet(why),
-                None => Claim::Mine(workers::claim(job)),
+            match Seats::take(owner) {
+                Err(why) => Claim::NotYet(why),
+                Ok(seats) => Claim::Mine(workers::claim(job), seats),
             }
         });
         match attempt {
-            Claim::Mine(claimed) => return Some(claimed),
+            Claim::Mine(claimed, seats) => return Some((claimed, seats)),
             Claim::Ended(state) => {
                 // Cancelled while this worker waited: the versions it carried are settled here.
                 if state == "cancelled" {
@@ -184,7 +185,7 @@ fn wait_for_creator(job: i64, creator_xid: u64) -> bool {
     }
 }
 
-fn run_steps(job: i64, claimed: &Claimed) {
+fn run_steps(job: i64, claimed: &Claimed, seats: &Seats) {
     let s = &claimed.settings;
     // A stored 0 (settings missing) must not turn into "no lock_timeout" for polite steps.
     let limits = Limits { lock_timeout_ms: s.limits.lock_timeout_ms.max(1), ..s.limits };
@@ -192,6 +193,9 @@ fn run_steps(job: i64, claimed: &Claimed) {
     for (i, step) in steps.iter().enumerate().skip(claimed.cursor) {
         if transaction(|| jobs::state(job)).as_deref() == Some("cancelled") {
             return end_cancelled(job, steps, i);
+        }
+        if !seats.keep() {
+            return lost_seat(job);
         }
         let resumed = claimed.attempts > 1 && i == claimed.cursor;
         let path = s.search_path.as_deref();
@@ -234,6 +238,12 @@ fn run_steps(job: i64, claimed: &Claimed) {
     }
     transaction(|| jobs::finish(job, "done", None));
     pgrx::log!("pg_migrate: job {job} done");
+}
+
+/// A statement of the job gave up the worker's seats and another worker took one: this worker
+/// stops, and the job, still running with no live worker, is resumed when a seat is free.
+pub fn lost_seat(job: i64) {
+    pgrx::log!("pg_migrate: job {job} stops here: its worker gave up its seat (pg_advisory_unlock_all or DISCARD ALL) and another worker took it; the job resumes when a worker is free");
 }
 
 fn site_of(step: &Step) -> Site<'_> {

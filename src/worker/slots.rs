@@ -1,14 +1,12 @@
 //! How many job workers may run at once: migrate.max_workers in the whole cluster and
 //! migrate.max_workers_per_role for each role, so that one role's slow jobs cannot take every
-//! worker and stall everybody else's. Workers are counted in pg_stat_activity (pg_migrate's
-//! worker backend type; a worker's user is its job's owner), as the extension owner, who sees
-//! every backend.
+//! worker and stall everybody else's.
 //!
-//! Checked twice: before a worker is started (`Busy`; the job stays queued otherwise and starts
-//! when a worker ends) and by the worker itself before it claims its job (`turn`). The second
-//! check counts only the workers started before this one, so that sessions starting workers at
-//! the same moment cannot together go past a limit: a worker's rank only falls as older workers
-//! end, and each one runs only while it is within the limits.
+//! Checked twice: before a worker is started (`Busy`, workers counted in pg_stat_activity as the
+//! extension owner, who sees every backend; the job stays queued otherwise and starts when a
+//! worker ends), and by the worker itself, which must take a seat (`Seats`) before it claims its
+//! job. Only the seats are exact: sessions starting workers at the same moment all pass the
+//! first check.
 
 use crate::catalog::workers::{fresh_activity, WORKER_TYPE};
 use crate::ddl::session::as_extension_owner;
@@ -70,21 +68,88 @@ impl Busy {
     }
 }
 
-/// None when this worker, running a job of `owner`, may claim it now; otherwise why not. Counts
-/// the workers started before this one.
-pub fn turn(owner: pg_sys::Oid) -> Option<String> {
-    let (older, older_mine) = as_extension_owner(|| {
-        fresh_activity();
-        Spi::get_two_with_args::<i64, i64>(
-            "SELECT count(*), count(*) FILTER (WHERE a.usesysid = $2)
-               FROM pg_catalog.pg_stat_get_activity(NULL) a,
-                    pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) me
-              WHERE a.backend_type = $1 AND (a.backend_start, a.pid) < (me.backend_start, me.pid)",
-            &[WORKER_TYPE.into(), owner.into()],
-        )
-        .expect("count older pg_migrate workers")
-    });
-    over_limits(older.unwrap_or(0), older_mine.unwrap_or(0), owner)
+/// The seats a worker holds while it runs a job: one of the cluster's migrate.max_workers and
+/// one of its owner's migrate.max_workers_per_role. A seat is a session-level lock in the lock
+/// manager, taken without waiting, so that two workers deciding at the same moment can never
+/// both get the last one (counting workers in pg_stat_activity could: a worker forked earlier
+/// shows there only once it has connected). The locks are in the advisory lock space under a
+/// key kind (`SEAT_KIND`) that SQL's advisory functions never use, so no role can take a seat or
+/// hold one to stop the workers; the server frees them when the worker's process ends, however
+/// it ends.
+pub struct Seats {
+    held: Vec<pg_sys::LOCKTAG>,
+}
+
+/// The fourth key field of a seat's lock: SQL's advisory locks use 1 (one bigint key) and 2 (two
+/// integer keys). pg_locks shows seats as advisory locks of database 0 with this objsubid, the
+/// role's oid as classid (0 for the cluster's seats) and the seat's number as objid.
+const SEAT_KIND: u16 = 0x504d;
+
+fn seat(role: u32, number: u32) -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
+        locktag_field1: 0,
+        locktag_field2: role,
+        locktag_field3: number,
+        locktag_field4: SEAT_KIND,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    }
+}
+
+fn try_lock(tag: &pg_sys::LOCKTAG) -> bool {
+    let got = unsafe { pg_sys::LockAcquire(tag, pg_sys::ExclusiveLock as i32, true, true) };
+    match got {
+        pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL => false,
+        pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_HELD | pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_CLEAR => {
+            // held already: give back the count this call added
+            unlock(tag);
+            true
+        }
+        _ => true,
+    }
+}
+
+fn unlock(tag: &pg_sys::LOCKTAG) {
+    unsafe { pg_sys::LockRelease(tag, pg_sys::ExclusiveLock as i32, true) };
+}
+
+/// The first free seat of `count` under `role`, locked.
+fn take_one(role: u32, count: i32) -> Option<pg_sys::LOCKTAG> {
+    (0..count.max(0) as u32).map(|n| seat(role, n)).find(try_lock)
+}
+
+impl Seats {
+    /// Seats for a worker running a job of `owner`, or why there is none now.
+    pub fn take(owner: pg_sys::Oid) -> std::result::Result<Seats, String> {
+        let (max, per_role) = (gucs::max_workers(), gucs::max_workers_per_role());
+        let Some(cluster) = take_one(0, max) else {
+            return Err(format!("all migrate.max_workers ({max}) workers are busy"));
+        };
+        let Some(mine) = take_one(owner.to_u32(), per_role) else {
+            unlock(&cluster);
+            return Err(format!(
+                "role \"{}\" already runs {per_role} workers, its migrate.max_workers_per_role ({per_role})",
+                role_name(owner)
+            ));
+        };
+        Ok(Seats { held: vec![cluster, mine] })
+    }
+
+    /// Takes the seats again if SQL the job ran gave them up (`pg_advisory_unlock_all()` and
+    /// DISCARD ALL free every session-level advisory lock of the session, seats included).
+    /// False when another worker has taken one meanwhile: this worker must stop and leave the
+    /// job to be resumed.
+    pub fn keep(&self) -> bool {
+        self.held.iter().all(try_lock)
+    }
+}
+
+impl Drop for Seats {
+    fn drop(&mut self) {
+        for tag in &self.held {
+            unlock(tag);
+        }
+    }
 }
 
 fn over_limits(total: i64, mine: i64, owner: pg_sys::Oid) -> Option<String> {
