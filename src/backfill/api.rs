@@ -196,7 +196,7 @@ fn run_batches(job: Option<i64>, max_rows: Option<i32>) -> Result<i64> {
     throttle::wait_for_replicas(b.job, b.pace.max_replica_lag_ms, || Some(throttle::replica_lag_ms()), sleep_ms);
     let mut updated = 0;
     loop {
-        let outcome = batch::run(b.job, max_rows)?;
+        let outcome = batch::run(b.job, max_rows, 1)?;
         updated += outcome.updated;
         if let Some(state) = &outcome.idle {
             if state != "done" {

@@ -40,8 +40,9 @@ struct Step {
 
 /// Runs the next batch of `job`: at most `max_rows` rows, or the job's current batch size. A
 /// batch whose row locks are not granted within migrate.lock_timeout is undone and tried again,
-/// half as large, like a migration statement.
-pub fn run(job: i64, max_rows: Option<i32>) -> Result<Outcome> {
+/// half as large, like a migration statement. The next batch size aims at the job's batch time
+/// times `stretch` (1 but while nobody else uses the server, see `worker::Pacer`).
+pub fn run(job: i64, max_rows: Option<i32>, stretch: i32) -> Result<Outcome> {
     let Some(b) = backfills::lock(job) else {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("backfill job {job} does not exist"))
             .hint("See SELECT * FROM migrate.progress for the backfills you can see."));
@@ -80,7 +81,7 @@ pub fn run(job: i64, max_rows: Option<i32>) -> Result<Outcome> {
                 cursor: Some(&step.cursor),
                 updated: step.updated,
                 scanned: step.scanned,
-                next_batch_size: next_size(&b.pace, size, step.scanned, elapsed_ms, contended),
+                next_batch_size: next_size(&stretched(&b.pace, stretch), size, step.scanned, elapsed_ms, contended),
                 elapsed_ms,
                 rows_per_second: rate(&b, step.scanned, elapsed_ms),
                 finished: step.finished,
@@ -178,6 +179,12 @@ fn failed(b: &Backfill, size: i32, caught: Caught) -> Failure {
     Failure::new(caught.code, format!("backfill job {} on {} failed: {}", b.job, b.table_name, caught.message))
         .detail(detail)
         .hint(hint)
+}
+
+/// The pace with a batch time `stretch` times the job's, at most a second.
+fn stretched(pace: &Pace, stretch: i32) -> Pace {
+    let longer = pace.batch_time_ms.saturating_mul(stretch.max(1)).min(1000);
+    Pace { batch_time_ms: pace.batch_time_ms.max(longer), ..*pace }
 }
 
 /// The next batch size: toward the target batch time (at most doubling or halving per batch),

@@ -6,7 +6,8 @@
 //!   only expressions (it is placed inside pg_migrate's UPDATE).
 //! - `walk`: the table's primary-key keyset or page ranges, and the SQL of a batch.
 //! - `batch`: one batch, wherever it runs (worker, pg_cron, client loop).
-//! - `throttle`: replica lag and lock waiters.
+//! - `throttle`: replica lag, lock waiters, other sessions at work.
+//! - `load`: the CPU time the rest of the machine uses (Linux's /proc).
 //! - `marker`: which backfill is writing, for the sync triggers.
 //! - `worker`: the loop a job worker runs; `api`: the SQL functions.
 //!
@@ -14,6 +15,7 @@
 
 pub mod api;
 mod batch;
+mod load;
 pub mod marker;
 mod spec;
 mod throttle;

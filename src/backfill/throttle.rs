@@ -1,5 +1,5 @@
-//! When a backfill should slow down: replicas falling behind, or application sessions queueing
-//! behind the row locks of a batch. Both are read as the extension owner: other roles' rows of
+//! When a backfill should slow down: replicas falling behind, application sessions queueing
+//! behind the row locks of a batch, or (for speeding up) whether any other session works. Both are read as the extension owner: other roles' rows of
 //! pg_stat_replication and pg_stat_activity are hidden from an ordinary job owner.
 
 use crate::ddl::session::as_extension_owner;
@@ -31,6 +31,24 @@ pub fn sessions_waiting_on_me() -> i64 {
         .ok()
         .flatten()
         .unwrap_or(0)
+    })
+}
+
+/// Whether another client session works now or did in the last second: runs a statement that
+/// is not just sleeping or waiting for its client, is inside a transaction, or changed state
+/// lately. A session that sleeps in CALL migrate.wait() or pg_sleep() is not working.
+pub fn other_sessions_working() -> bool {
+    as_extension_owner(|| {
+        Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity
+                             WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()
+                               AND (state LIKE 'idle in transaction%'
+                                    OR (state = 'active' AND coalesce(wait_event_type, '') NOT IN ('Timeout', 'Extension', 'Client'))
+                                    OR (state = 'idle' AND state_change > pg_catalog.clock_timestamp() - interval '1 s')))",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(true)
     })
 }
 

@@ -2,7 +2,7 @@
 //! locks last one batch), with the job's pause between batches, until the job is done, paused,
 //! cancelled or fails. Stopping anywhere is safe: the cursor is saved with each batch's rows.
 
-use super::{batch, throttle};
+use super::{batch, load, throttle};
 use crate::catalog::{backfills, jobs};
 use crate::ddl::subxact::Caught;
 use crate::worker::slots::Seats;
@@ -17,6 +17,8 @@ pub fn run(job: i64, seats: &Seats) {
     yield_cpu(crate::gucs::backfill_nice());
     let mut last_log = Instant::now();
     let mut calm = Calm::default();
+    let mut pacer = Pacer::default();
+    let mut last_size = 0;
     // Between batches a cancel (migrate.cancel signals the worker) may interrupt any statement:
     // every transaction here is caught, and the job's state says what happened.
     let stopped = |caught: Caught| fail(job, &caught.message, caught.detail.as_deref());
@@ -49,7 +51,14 @@ pub fn run(job: i64, seats: &Seats) {
         if let Some(caught) = interrupted {
             return stopped(caught);
         }
-        let outcome = match in_transaction(|| batch::run(job, calm.cap)) {
+        let was_quiet = pacer.quiet;
+        pacer.look();
+        // Work has come: the next batch is sized for the usual batch time at once.
+        let cap = match (was_quiet && !pacer.quiet, calm.cap) {
+            (true, cap) => Some((last_size / QUIET_STRETCH).max(1).min(cap.unwrap_or(i32::MAX))),
+            (false, cap) => cap,
+        };
+        let outcome = match in_transaction(|| batch::run(job, cap, pacer.stretch())) {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(failure)) => return fail(job, &failure.message, failure.detail.as_deref()),
             Err(caught) => return stopped(caught),
@@ -71,10 +80,12 @@ pub fn run(job: i64, seats: &Seats) {
             return;
         }
         calm.after(&outcome);
+        last_size = outcome.size;
         // Sessions queued behind the last batch: leave them as long again to catch up.
         let extra = if outcome.contended { outcome.elapsed_ms as i32 } else { 0 };
         // Backfills queued before 0.3.0 may have asked for longer pauses than the bound.
-        nap(b.pace.sleep_ms.min(crate::gucs::BACKFILL_SLEEP_MAX_MS) + extra);
+        let asked = b.pace.sleep_ms.min(crate::gucs::BACKFILL_SLEEP_MAX_MS);
+        nap(asked + extra.max(pacer.pause_ms(outcome.elapsed_ms)));
     }
 }
 
@@ -92,6 +103,61 @@ fn yield_cpu(nice: i32) {
     const PRIO_PROCESS: std::ffi::c_int = 0;
     if nice > 0 && unsafe { setpriority(PRIO_PROCESS, 0, nice) } != 0 {
         pgrx::log!("pg_migrate: could not lower the backfill worker's CPU priority to nice {nice}");
+    }
+}
+
+/// Batches aim at this many times the batch time while nobody else works.
+const QUIET_STRETCH: i32 = 10;
+/// "Nobody else works": the rest of the machine uses less than this share of all CPUs ...
+const QUIET_SHARE: f64 = 0.05;
+/// ... and no other client session works (`throttle::other_sessions_working`).
+/// The smallest share of its time a worker spends in batches while the machine is saturated.
+const MIN_DUTY: f64 = 0.1;
+
+/// Paces the worker by what else the machine does (`load::CpuMeter`, a reading every 250 ms):
+/// - While nobody else works, batches aim at QUIET_STRETCH times the batch time (at most 1 s):
+///   fewer, larger transactions, so the fixed cost of each (catalog reads, the cursor's update,
+///   the commit) weighs less, and the backfill goes about as fast as one UPDATE. The first
+///   batch after other work shows up is sized for the usual batch time again.
+/// - While the rest of the machine leaves less than one CPU unused, the worker's own CPU would
+///   saturate it and the application's transactions would queue for CPU time, whatever the
+///   worker's nice value (locks and buffers a descheduled worker holds still block them): the
+///   worker pauses after each batch so that batches take at most `duty` of its time, `duty`
+///   shrinking by 30% for each reading that finds the machine that busy (down to MIN_DUTY) and
+///   growing by 0.1 for each that does not.
+/// Where /proc cannot be read (not Linux), neither applies.
+struct Pacer {
+    meter: load::CpuMeter,
+    duty: f64,
+    quiet: bool,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer { meter: load::CpuMeter::default(), duty: 1.0, quiet: false }
+    }
+}
+
+impl Pacer {
+    fn look(&mut self) {
+        let Some(load) = self.meter.read() else {
+            return;
+        };
+        self.duty = if load.spare_cpus < 1.0 { (self.duty * 0.7).max(MIN_DUTY) } else { (self.duty + 0.1).min(1.0) };
+        self.quiet = load.others < QUIET_SHARE && matches!(in_transaction(throttle::other_sessions_working), Ok(false));
+    }
+
+    fn stretch(&self) -> i32 {
+        if self.quiet {
+            QUIET_STRETCH
+        } else {
+            1
+        }
+    }
+
+    /// The pause after a batch that took `elapsed_ms`, for the duty cycle.
+    fn pause_ms(&self, elapsed_ms: f64) -> i32 {
+        (elapsed_ms * (1.0 / self.duty - 1.0)).round().min(f64::from(crate::gucs::BACKFILL_SLEEP_MAX_MS)) as i32
     }
 }
 
