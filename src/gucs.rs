@@ -17,6 +17,7 @@ pub static BACKFILL_SLEEP_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// backfill that sleeps for hours would hold its worker, which other jobs wait for, all along.
 pub const BACKFILL_SLEEP_MAX_MS: i32 = 60_000;
 pub static BACKFILL_NICE: GucSetting<i32> = GucSetting::<i32>::new(19);
+pub static BACKFILL_PACE_BY_LOAD: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static BACKFILL_MAX_REPLICA_LAG_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BACKFILL_JOB: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
 pub static DATABASE_NAMES: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
@@ -122,6 +123,14 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"migrate.backfill_pace_by_load",
+        c"Whether backfill workers pace themselves by the machine's load.",
+        c"On: longer batches while nobody else works, and a duty cycle while the rest of the machine leaves less than one CPU unused (Linux). Off: batches of migrate.backfill_batch_time back to back, whatever else runs. Read when a worker starts.",
+        &BACKFILL_PACE_BY_LOAD,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"migrate.backfill_max_replica_lag",
         c"Backfill batches wait while a replica's replay lag is above this (0 disables).",
@@ -192,6 +201,10 @@ pub fn backfill_batch_time_ms() -> i32 {
 pub fn backfill_sleep_ms() -> i32 {
     BACKFILL_SLEEP_MS.get()
 }
+pub fn backfill_pace_by_load() -> bool {
+    BACKFILL_PACE_BY_LOAD.get()
+}
+
 pub fn backfill_nice() -> i32 {
     BACKFILL_NICE.get()
 }

@@ -84,6 +84,10 @@ impl Cluster {
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\nmax_connections = 50\nlog_min_messages = warning\n",
             dir.display()
         );
+        // Backfill workers pace themselves by the machine's load, and a test machine is often
+        // saturated (tests run side by side): a backfill would crawl past the tests' time limits.
+        // Tests that exercise the pacing turn it on again in `settings` (later lines win).
+        conf.push_str("migrate.backfill_pace_by_load = off\n");
         for s in settings {
             conf.push_str(s);
             conf.push('\n');

@@ -97,7 +97,9 @@ fn server_log(pg: &Cluster) -> String {
 /// inserted after the start untouched, verify 0.
 #[test]
 fn a_worker_backfill_updates_every_existing_row_exactly_once() {
-    let pg = Cluster::start();
+    // With the pacing of the default settings: long batches while nobody else works, short
+    // ones from the moment the INSERT below shows up.
+    let pg = Cluster::start_with(&["migrate.backfill_pace_by_load = on"]);
     pg.create_db("app");
     items(&pg, 300_000);
     let mut c = pg.connect("app");

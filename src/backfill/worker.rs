@@ -125,7 +125,9 @@ const MIN_DUTY: f64 = 0.1;
 ///   worker pauses after each batch so that batches take at most `duty` of its time, `duty`
 ///   shrinking by 30% for each reading that finds the machine that busy (down to MIN_DUTY) and
 ///   growing by 0.1 for each that does not.
-/// Where /proc cannot be read (not Linux), neither applies.
+/// Where /proc cannot be read (not Linux), or with migrate.backfill_pace_by_load off (as a
+/// worker started: background workers ignore SIGHUP, like migrate.backfill_nice), neither
+/// applies.
 struct Pacer {
     meter: load::CpuMeter,
     duty: f64,
@@ -140,6 +142,10 @@ impl Default for Pacer {
 
 impl Pacer {
     fn look(&mut self) {
+        if !crate::gucs::backfill_pace_by_load() {
+            (self.duty, self.quiet) = (1.0, false);
+            return;
+        }
         let Some(load) = self.meter.read() else {
             return;
         };
