@@ -49,10 +49,12 @@ fn abort_as_owner(change: Change) -> Result<String> {
         }
         "create_index" => {
             let table = table?;
-            job = Some(super::submit_steps(
-                &what,
-                &[format!("DROP INDEX CONCURRENTLY IF EXISTS {}.{}", quote(&table.schema), column(&change.object_name))],
-            )?);
+            let index = format!("{}.{}", quote(&table.schema), column(&change.object_name));
+            job = Some(if table.partitioned {
+                super::submit_work(&what, &[super::partitioned_drop(&index)])?
+            } else {
+                super::submit_steps(&what, &[format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")])?
+            });
         }
         "drop_index" => {
             // The index is gone only if its job got to drop it; build it again if so.
@@ -64,7 +66,11 @@ fn abort_as_owner(change: Change) -> Result<String> {
             .ok()
             .flatten()
             .unwrap_or(false);
-            if !exists {
+            let rebuild = change.spec.get("rebuild").and_then(|d| d.as_str());
+            if let (false, Some(rebuild)) = (exists, rebuild) {
+                let qualified = change.spec.get("qualified").and_then(|d| d.as_str()).unwrap_or_default();
+                job = Some(super::submit_work(&what, &super::partitioned_build(rebuild.to_string(), qualified))?);
+            } else if !exists {
                 let concurrently = definition.replacen(" INDEX ", " INDEX CONCURRENTLY IF NOT EXISTS ", 1);
                 job = Some(super::submit_steps(&what, &[concurrently])?);
             }
