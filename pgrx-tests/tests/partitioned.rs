@@ -37,6 +37,12 @@ fn wait_job(c: &mut Client, job: i64, secs: u32) {
     assert!(waited.is_ok() && state == "done", "job {job}: {waited:?}; state {state}");
 }
 
+/// Waits for the job of `change` (its current one: after an abort, the abort's).
+fn wait_change(c: &mut Client, change: i64, secs: u32) {
+    let job = job_of(c, change);
+    wait_job(c, job, secs);
+}
+
 fn job_of(c: &mut Client, change: i64) -> i64 {
     c.query_one("SELECT job FROM migrate.all_changes WHERE change = $1", &[&change]).unwrap().get::<_, Option<i64>>(0).expect("the change has a job")
 }
@@ -151,7 +157,8 @@ fn create_index_on_range_list_and_hash_partitioned_tables() {
     let plan: Vec<String> = rows(&mut c, "EXPLAIN (COSTS OFF) SELECT * FROM ev WHERE kind = 'k3'");
     assert!(plan.iter().filter(|l| l.contains("Index") || l.contains("Bitmap")).count() >= 3, "{plan:#?}");
     // The job listed its per-partition steps: two per partition built, one for the reused one.
-    let steps: i32 = one(&mut c, &format!("SELECT steps_total FROM migrate.jobs WHERE job = {}", job_of(&mut c, ev)));
+    let ev_job = job_of(&mut c, ev);
+    let steps: i32 = one(&mut c, &format!("SELECT steps_total FROM migrate.jobs WHERE job = {ev_job}"));
     assert_eq!(steps, 2 + 1 + 2 + 2 + 1, "ON ONLY, listing, ATTACH (2024), CIC + ATTACH (2025, default), check");
 }
 
@@ -199,8 +206,8 @@ fn sub_partitions_unique_keys_refusals_drop_and_abort() {
     // With every key column, through both levels.
     let uq: i64 = one(&mut c, "SELECT migrate.create_index('sp', '(id, region, at)', name => 'sp_key', is_unique => true)");
     let plain: i64 = one(&mut c, "SELECT migrate.create_index('sp', '(v)')");
-    wait_job(&mut c, job_of(&mut c, uq), 120);
-    wait_job(&mut c, job_of(&mut c, plain), 120);
+    wait_change(&mut c, uq, 120);
+    wait_change(&mut c, plain, 120);
     let tree = assert_fully_indexed(&mut c, "sp", "sp_key");
     assert!(tree.contains(&"sp_eu sp_eu_key true".to_string()), "the sub-partitioned table has its own partitioned index: {tree:#?}");
     let sub_kind: String = one(&mut c, "SELECT relkind::text FROM pg_class WHERE relname = 'sp_eu_key'");
@@ -217,18 +224,18 @@ fn sub_partitions_unique_keys_refusals_drop_and_abort() {
 
     // drop_index of the partitioned index drops it everywhere; abort builds it again.
     let dropped: i64 = one(&mut c, "SELECT migrate.drop_index('sp_v_idx')");
-    wait_job(&mut c, job_of(&mut c, dropped), 60);
+    wait_change(&mut c, dropped, 60);
     let left: i64 = one(&mut c, "SELECT count(*) FROM pg_class WHERE relname LIKE 'sp%v_idx'");
     assert_eq!(left, 0, "the index of every partition went with it");
     one::<String>(&mut c, &format!("SELECT migrate.abort({dropped})"));
-    wait_job(&mut c, job_of(&mut c, dropped), 120);
+    wait_change(&mut c, dropped, 120);
     assert_fully_indexed(&mut c, "sp", "sp_v_idx");
     let def: String = one(&mut c, "SELECT pg_get_indexdef('sp_v_idx'::regclass)");
     assert_eq!(def, "CREATE INDEX sp_v_idx ON ONLY public.sp USING btree (v)");
 
     // abort of a create_index drops the partitioned index and its partitions' indexes.
     one::<String>(&mut c, &format!("SELECT migrate.abort({uq})"));
-    wait_job(&mut c, job_of(&mut c, uq), 60);
+    wait_change(&mut c, uq, 60);
     let left: i64 = one(&mut c, "SELECT count(*) FROM pg_class WHERE relname LIKE 'sp%key'");
     assert_eq!(left, 0);
 
@@ -265,8 +272,8 @@ fn writer(pg: &Cluster, k: i64, column: &'static str, stop: Arc<AtomicBool>, cou
     std::thread::spawn(move || {
         let mut r = Report { name: format!("writer {k} via {column}"), ..Default::default() };
         c.batch_execute("SET lock_timeout = '2s'").unwrap();
-        let insert = format!("INSERT INTO ev (id, {column}, at) VALUES ($1, 'w' || $1, date '2024-01-01' + ($1 % 700)::int)");
-        let update = format!("UPDATE ev SET {column} = 'u' || $1 WHERE id = $1 AND at = date '2023-12-01' + ($1 % 800)::int");
+        let insert = format!("INSERT INTO ev (id, {column}, at) VALUES ($1::bigint, 'w' || $1::bigint, date '2024-01-01' + ($1::bigint % 700)::int)");
+        let update = format!("UPDATE ev SET {column} = 'u' || $1::bigint WHERE id = $1::bigint AND at = date '2023-12-01' + ($1::bigint % 800)::int");
         let mut n: i64 = 0;
         while !stop.load(Ordering::Relaxed) {
             n += 1;

@@ -51,7 +51,16 @@ fn abort_as_owner(change: Change) -> Result<String> {
             let table = table?;
             let index = format!("{}.{}", quote(&table.schema), column(&change.object_name));
             job = Some(if table.partitioned {
-                super::submit_work(&what, &[super::partitioned_drop(&index)])?
+                // Dropping the partitioned index drops the partitions' indexes attached to it;
+                // one its job had built but not attached yet (cancelled in between) goes too.
+                let mut work = vec![super::partitioned_drop(&index)];
+                let built = change.job.map(crate::catalog::jobs::steps).unwrap_or_default();
+                for step in built.iter().filter_map(|s| s.top_level.as_ref()).filter(|t| t.kind == "create_index") {
+                    if let Some(name) = &step.index {
+                        work.push(super::Work::Sql(format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")));
+                    }
+                }
+                super::submit_work(&what, &work)?
             } else {
                 super::submit_steps(&what, &[format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")])?
             });
