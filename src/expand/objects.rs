@@ -288,7 +288,7 @@ pub fn drop_index(index: pg_sys::Oid) -> Result<i64> {
     if let Some(parent) = with_pinned_search_path(|| crate::worker::partitions::parent_index_of(index)) {
         return Err(Failure::new(
             PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
-            format!("index {qualified} is the index of a partition for index {parent}"),
+            format!("index {qualified} is attached to partitioned index {parent}"),
         )
         .detail("An index attached to a partitioned index cannot be dropped on its own.")
         .hint(format!("Nothing was changed. Drop {parent} with migrate.drop_index: that drops the index of every partition.")));

@@ -546,10 +546,15 @@ pub fn rebuild_sql(index: &str) -> Result<String> {
     Ok(format!("CREATE {}INDEX IF NOT EXISTS {} ON ONLY {} {}", if p.unique { "UNIQUE " } else { "" }, quote(&p.name), p.table_qualified, p.tail))
 }
 
-/// The partitioned index that index `index` is attached to, if it is attached to one.
+/// The top partitioned index that index `index` is (through sub-partitions) attached to, if it
+/// is attached to one.
 pub fn parent_index_of(index: pg_sys::Oid) -> Option<String> {
     Spi::get_one_with_args::<String>(
-        "SELECT i.inhparent::pg_catalog.regclass::text FROM pg_catalog.pg_inherits i WHERE i.inhrelid = $1",
+        "WITH RECURSIVE up(idx, depth) AS (
+              SELECT i.inhparent, 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = $1
+              UNION ALL
+              SELECT i.inhparent, up.depth + 1 FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid = up.idx)
+         SELECT idx::pg_catalog.regclass::text FROM up ORDER BY depth DESC LIMIT 1",
         &[index.into()],
     )
     .ok()
