@@ -174,7 +174,7 @@ fn create_index_on_range_list_and_hash_partitioned_tables() {
 
 #[test]
 fn sub_partitions_unique_keys_refusals_drop_and_abort() {
-    let (_pg, mut c) = app();
+    let (pg, mut c) = app();
     exec(
         &mut c,
         "CREATE TABLE sp (id bigint NOT NULL, region text NOT NULL, at date NOT NULL, v text) PARTITION BY LIST (region);
@@ -256,6 +256,21 @@ fn sub_partitions_unique_keys_refusals_drop_and_abort() {
     let (code, message, ..) = fails(&mut c, "SELECT migrate.create_index('fx', '(v)')");
     assert_eq!(code, "0A000");
     assert!(message.contains("fx_remote"), "{message}");
+
+    // The job builds as the caller: a partition someone else owns is refused up front.
+    exec(
+        &mut c,
+        "CREATE ROLE alice LOGIN;
+         GRANT USAGE ON SCHEMA migrate TO alice;
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA migrate TO alice;
+         CREATE TABLE owned (id int, v text) PARTITION BY RANGE (id);
+         ALTER TABLE owned OWNER TO alice;
+         CREATE TABLE owned_1 PARTITION OF owned FOR VALUES FROM (0) TO (10);",
+    );
+    let mut alice = pg.connect_as("app", "alice");
+    let (code, message, _, hint) = fails(&mut alice, "SELECT migrate.create_index('owned', '(v)')");
+    assert_eq!(code, "42501", "{message}");
+    assert!(message.contains("owned_1") && hint.starts_with("Nothing was changed."), "{message} {hint}");
 }
 
 // ---------------------------------------------------------------------------------------------

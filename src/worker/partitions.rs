@@ -478,6 +478,27 @@ pub fn refuse_unbuildable(table: pg_sys::Oid, table_name: &str, index: &str, uni
             .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
             .unwrap_or_default()
     });
+    // The job runs as the caller: a partition it may not index would fail half-way.
+    let foreign_owned: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT t.relid::pg_catalog.regclass::text FROM pg_catalog.pg_partition_tree($1) t
+                   JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                  WHERE NOT pg_catalog.pg_has_role(c.relowner, 'USAGE') ORDER BY 1",
+                None,
+                &[table.into()],
+            )
+            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    if !foreign_owned.is_empty() {
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("index {index} cannot be built on partitioned table {table_name}: you do not own partitions {}", foreign_owned.join(", ")),
+        )
+        .detail("The job builds the index on each partition as you.")
+        .hint("Nothing was changed. Run it as the partitions' owner (or a member of the owning role), or give them the table's owner."));
+    }
     if !foreign.is_empty() {
         return Err(Failure::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
