@@ -2,8 +2,8 @@
 //! migrate.drop_index, their aborts and contract's rebuilds on range, list and hash partitioned
 //! tables, sub-partitions and default partitions; unique indexes with the partition key;
 //! partitions created while a change is open, between contract and its job, and while the job
-//! builds; writers through the old and the new column that never wait longer than their
-//! lock_timeout; an immediate shutdown in the middle of the per-partition builds, resumed.
+//! builds; writers through the old and the new column (the old one until the swap drops it) that
+//! never fail nor wait longer than their lock_timeout; an immediate shutdown in the middle of the per-partition builds, resumed.
 //! Each test asserts the final catalog: every partition's index attached (pg_inherits) and
 //! valid, the parent index valid, no INVALID index left.
 
@@ -284,6 +284,7 @@ struct Report {
     errors: Vec<String>,
     slowest: Duration,
     slowest_sql: String,
+    ended_by_swap: bool,
 }
 
 /// Inserts and updates through `column` (old `kind` or new `event_kind`) until `stop`, with
@@ -311,6 +312,11 @@ fn writer(pg: &Cluster, k: i64, column: &'static str, stop: Arc<AtomicBool>, cou
                 r.slowest_sql = format!("{sql} ({id})");
             }
             if let Err(e) = res {
+                // Through the old column until contract's swap drops it: the end for this writer.
+                if column == "kind" && e.as_db_error().is_some_and(|d| d.code().code() == "42703") {
+                    r.ended_by_swap = true;
+                    break;
+                }
                 if r.errors.len() < 10 {
                     r.errors.push(format!("{sql} ({id}) after {took:?}: {e} {:?}", e.as_db_error().map(|d| d.message().to_string())));
                 }
@@ -358,10 +364,6 @@ fn contract_rebuilds_indexes_of_a_partitioned_table_while_writers_run() {
     let synced: String = one(&mut c, "SELECT event_kind FROM ev WHERE id = 9000001");
     assert_eq!(synced, "late");
 
-    stop_old.store(true, Ordering::Relaxed);
-    for h in old_writers {
-        check(&h.join().unwrap());
-    }
     let contract_plan: String = one(&mut c, &format!("SELECT migrate.contract_plan({change})"));
     assert!(contract_plan.contains("ON ONLY the parent, then concurrently on each partition and attached"), "{contract_plan}");
 
@@ -369,6 +371,7 @@ fn contract_rebuilds_indexes_of_a_partitioned_table_while_writers_run() {
     let mut blocker = pg.connect("app");
     blocker.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class").unwrap();
     let new_at_contract = new_count.load(Ordering::Relaxed);
+    let old_at_contract = old_count.load(Ordering::Relaxed);
     // A partition created after contract() but before its job runs is listed by the job.
     exec(&mut c, "SET migrate.lock_timeout = '200ms'");
     let job: i64 = {
@@ -386,10 +389,15 @@ fn contract_rebuilds_indexes_of_a_partitioned_table_while_writers_run() {
     wait_job(&mut c, job, 180);
     std::thread::sleep(Duration::from_millis(300));
     stop_new.store(true, Ordering::Relaxed);
-    for h in new_writers {
-        check(&h.join().unwrap());
+    stop_old.store(true, Ordering::Relaxed);
+    for h in new_writers.into_iter().chain(old_writers) {
+        let r = h.join().unwrap();
+        check(&r);
+        // The writers through the old column wrote until the swap, and stopped there.
+        assert_eq!(r.ended_by_swap, r.name.ends_with("via kind"), "{}", r.name);
     }
     assert!(new_count.load(Ordering::Relaxed) > new_at_contract, "the writers wrote during the contract");
+    assert!(old_count.load(Ordering::Relaxed) > old_at_contract, "the old column's writers wrote during the contract's job");
 
     let phase: String = one(&mut c, &format!("SELECT phase FROM migrate.all_changes WHERE change = {change}"));
     assert_eq!(phase, "contracted");
