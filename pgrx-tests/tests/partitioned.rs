@@ -554,3 +554,72 @@ fn immediate_shutdown_during_partition_builds_resumes_where_it_stopped() {
     let count: i64 = one(&mut c, "SELECT count(*) FROM t WHERE v = 'v25000'");
     assert_eq!(count, 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// drop_index of a partitioned index: one DROP INDEX, each try bounded by lock_timeout
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn drop_of_a_partitioned_index_waits_politely_behind_a_reader() {
+    let (pg, mut c) = app();
+    exec(
+        &mut c,
+        "CREATE TABLE d (id int, region text NOT NULL, v text) PARTITION BY LIST (region);
+         CREATE TABLE d_eu PARTITION OF d FOR VALUES IN ('eu');
+         CREATE TABLE d_us PARTITION OF d FOR VALUES IN ('us');
+         CREATE TABLE d_rest PARTITION OF d DEFAULT;
+         INSERT INTO d SELECT g, (ARRAY['eu', 'us', 'jp'])[g % 3 + 1], 'v' || g FROM generate_series(1, 9000) g;
+         CREATE INDEX d_v_idx ON d (v);",
+    );
+    // A long reader of one partition: the DROP cannot get that partition's lock while it runs.
+    let mut reader = pg.connect("app");
+    reader.batch_execute("BEGIN; SELECT count(*) FROM d_us").unwrap();
+    // A writer through the parent into another partition, timed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let w = {
+        let (stop, count) = (stop.clone(), count.clone());
+        let mut c = pg.connect("app");
+        std::thread::spawn(move || {
+            c.batch_execute("SET lock_timeout = '2s'").unwrap();
+            let mut r = Report { name: "writer into d_rest".into(), ..Default::default() };
+            let mut n = 100_000i32;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let t0 = Instant::now();
+                let res = c.execute("INSERT INTO d VALUES ($1, 'jp', 'w')", &[&n]);
+                let took = t0.elapsed();
+                r.statements += 1;
+                count.fetch_add(1, Ordering::Relaxed);
+                if took > r.slowest {
+                    r.slowest = took;
+                    r.slowest_sql = format!("insert {n}");
+                }
+                if let Err(e) = res {
+                    r.errors.push(format!("{e}"));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            r
+        })
+    };
+    exec(&mut c, "SET migrate.lock_timeout = '100ms'; SET migrate.lock_retries = 30");
+    let change: i64 = one(&mut c, "SELECT migrate.drop_index('d_v_idx')");
+    let job = job_of(&mut c, change);
+    let current: String = one(&mut c, &format!("SELECT current_step FROM migrate.jobs WHERE job = {job}"));
+    assert!(current.starts_with("DROP INDEX IF EXISTS \"public\".\"d_v_idx\""), "{current}");
+    // Let it try and give up a few times while the reader holds on.
+    std::thread::sleep(Duration::from_millis(2500));
+    let left: i64 = one(&mut c, "SELECT count(*) FROM pg_class WHERE relname LIKE 'd%v_idx'");
+    assert_eq!(left, 4, "not dropped while the reader holds its partition");
+    reader.batch_execute("COMMIT").unwrap();
+    wait_job(&mut c, job, 60);
+    stop.store(true, Ordering::Relaxed);
+    let r = w.join().unwrap();
+    eprintln!("{}: {} statements, slowest {:?}", r.name, r.statements, r.slowest);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    // Each try holds the parent's lock at most its lock_timeout (100 ms, growing to 400 ms).
+    assert!(r.slowest < Duration::from_millis(1000), "the writer waited {:?}", r.slowest);
+    let left: i64 = one(&mut c, "SELECT count(*) FROM pg_class WHERE relname LIKE 'd%v_idx'");
+    assert_eq!(left, 0, "the index of every partition went with it");
+}
