@@ -21,6 +21,32 @@ pub struct Step {
     pub line: usize,
     pub sql: String,
     pub top_level: Option<TopLevel>,
+    /// Set for work the worker does itself instead of running `sql` (which then only says what
+    /// the step does, for migrate.jobs and messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<Internal>,
+}
+
+/// Steps a job's worker carries out in Rust: the parts of an index build on a partitioned table
+/// that depend on the partitions there are when the step runs (`worker::partitions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum Internal {
+    /// Lists the partitions of the table of partitioned index `index` (quoted, qualified) and
+    /// puts the steps that give each one an index attached to it right after this step. With
+    /// `check`, a CheckIndex step (round `check`) follows them.
+    IndexPartitions { index: String, check: Option<u32> },
+    /// Partitioned index `index` must be valid now; when it is not (a partition came too late for
+    /// the listing), its partitions are listed again, at most a few rounds.
+    CheckIndex { index: String, round: u32 },
+    /// Lists the leaf partitions of partitioned table `table` (quoted, qualified) and puts a
+    /// CREATE UNIQUE INDEX CONCURRENTLY `<partition>_<name> ON <partition> <tail>` after this
+    /// step for each one that has no such index yet: the indexes a PRIMARY KEY or UNIQUE
+    /// constraint of the table is attached to at contract's swap.
+    LeafIndexes { table: String, name: String, tail: String },
+    /// DROP INDEX of a partitioned index (PostgreSQL has no DROP INDEX CONCURRENTLY for those),
+    /// each try bounded as a whole by its lock_timeout.
+    DropPartitionedIndex { index: String },
 }
 
 impl Step {
@@ -35,7 +61,13 @@ impl Step {
             line: s.line,
             sql: s.sql.clone(),
             top_level: s.top_level.clone(),
+            internal: None,
         }
+    }
+
+    /// A step the worker carries out itself; `said` describes it.
+    pub fn internal(what: Internal, said: String) -> Step {
+        Step { version: None, direction: None, number: 0, total: 0, line: 1, sql: said, top_level: None, internal: Some(what) }
     }
 
     /// Whether the step waits for locks with migrate.lock_timeout and retries. Not for
@@ -97,6 +129,19 @@ pub fn advance(job: i64, cursor: usize) {
             &[job.into(), (cursor as i32).into()],
         )
         .expect("advance job")
+    })
+}
+
+/// Replaces the steps of a job and saves its cursor, in one statement: a step that lists more
+/// steps (`Internal::IndexPartitions`) is done exactly when the steps it listed are saved.
+pub fn replace_steps(job: i64, steps: &[Step], cursor: usize) {
+    let steps = serde_json::to_value(steps).expect("steps serialise");
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "UPDATE migrate.all_jobs SET steps = $2, cursor = $3, heartbeat = pg_catalog.clock_timestamp() WHERE id = $1",
+            &[job.into(), JsonB(steps).into(), (cursor as i32).into()],
+        )
+        .expect("replace job steps")
     })
 }
 

@@ -49,10 +49,21 @@ fn abort_as_owner(change: Change) -> Result<String> {
         }
         "create_index" => {
             let table = table?;
-            job = Some(super::submit_steps(
-                &what,
-                &[format!("DROP INDEX CONCURRENTLY IF EXISTS {}.{}", quote(&table.schema), column(&change.object_name))],
-            )?);
+            let index = format!("{}.{}", quote(&table.schema), column(&change.object_name));
+            job = Some(if table.partitioned {
+                // Dropping the partitioned index drops the partitions' indexes attached to it;
+                // one its job had built but not attached yet (cancelled in between) goes too.
+                let mut work = vec![super::partitioned_drop(&index)];
+                let built = change.job.map(crate::catalog::jobs::steps).unwrap_or_default();
+                for step in built.iter().filter_map(|s| s.top_level.as_ref()).filter(|t| t.kind == "create_index") {
+                    if let Some(name) = &step.index {
+                        work.push(super::Work::Sql(format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")));
+                    }
+                }
+                super::submit_work(&what, &work)?
+            } else {
+                super::submit_steps(&what, &[format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")])?
+            });
         }
         "drop_index" => {
             // The index is gone only if its job got to drop it; build it again if so.
@@ -64,7 +75,11 @@ fn abort_as_owner(change: Change) -> Result<String> {
             .ok()
             .flatten()
             .unwrap_or(false);
-            if !exists {
+            let rebuild = change.spec.get("rebuild").and_then(|d| d.as_str());
+            if let (false, Some(rebuild)) = (exists, rebuild) {
+                let qualified = change.spec.get("qualified").and_then(|d| d.as_str()).unwrap_or_default();
+                job = Some(super::submit_work(&what, &super::partitioned_build(rebuild.to_string(), qualified))?);
+            } else if !exists {
                 let concurrently = definition.replacen(" INDEX ", " INDEX CONCURRENTLY IF NOT EXISTS ", 1);
                 job = Some(super::submit_steps(&what, &[concurrently])?);
             }

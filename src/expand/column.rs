@@ -35,6 +35,7 @@ pub fn expand(r: &Request) -> Result<i64> {
         Ok((table, old))
     })?;
     old.refuse_computed(&table, "expand_column cannot sync it")?;
+    with_pinned_search_path(|| super::facts::refuse_partition_key(&table, &old))?;
     super::refuse_second_change(&table)?;
     if r.new_name.is_none() && r.new_type.is_none() {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "expand_column needs new_name, new_type or both")

@@ -11,6 +11,7 @@ use super::rebuild;
 use super::rewrite::quote;
 use super::spec::{ExpandSpec, Swap};
 use super::trigger;
+use super::Work;
 use crate::catalog::changes::{self, Change};
 use crate::ddl::retry::run_generated;
 use crate::ddl::session::{with_pinned_search_path, GucScope};
@@ -21,7 +22,7 @@ use pgrx::PgSqlErrorCode;
 /// What contract will do: the statements, by where they run, and one line each for people.
 pub struct Plan {
     pub now: Vec<String>,
-    pub job: Vec<String>,
+    pub job: Vec<Work>,
     pub swap: Swap,
     pub said: Vec<String>,
 }
@@ -63,8 +64,8 @@ fn contract_as_owner(change: Change) -> Result<i64> {
         run_generated(&format!("contract of change {id}"), statement)?;
     }
     let mut steps = plan.job.clone();
-    steps.push(format!("SELECT migrate.finish_contract({id})"));
-    let job = super::submit_steps(&format!("contract of change {id}"), &steps)?;
+    steps.push(Work::Sql(format!("SELECT migrate.finish_contract({id})")));
+    let job = super::submit_work(&format!("contract of change {id}"), &steps)?;
     let mut spec = spec;
     spec.contract = Some(plan.swap);
     changes::set_spec(id, &serde_json::to_value(&spec).expect("spec serialises"));
@@ -155,14 +156,16 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
     let mut plan = Plan { now: vec![], job: vec![], swap: Swap::default(), said: vec![] };
     let column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
     let mut last = Vec::new();
+    let mut relist = Vec::new();
     if change.kind == "expand_column" {
         let old_name = change.column_name.clone().unwrap_or_default();
         let old = table.column(&old_name)?;
         table.column(&column)?;
         facts::refuse_dependent_views(table, &old, &format!("contract change {id}"))?;
-        let copies = rebuild::copies(id, table, &old, &column)?;
+        let copies = rebuild::copies(id, table, &old, &column, &spec.final_name)?;
         plan.now.extend(copies.add);
         plan.job.extend(copies.build);
+        relist = copies.relist;
         plan.said.extend(copies.said);
         plan.swap.indexes = copies.indexes;
         plan.swap.constraints = copies.constraints;
@@ -179,11 +182,12 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
             quote(&check),
             quote(&column)
         ));
-        plan.job.push(format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", table.name, quote(&check)));
+        plan.job.push(Work::Sql(format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", table.name, quote(&check))));
         plan.said.push(format!("validate that {} has no NULLs", quote(&column)));
         last.push("SET NOT NULL (no scan: the validated check proves it)".to_string());
         plan.swap.not_null_check = Some(check);
     }
+    plan.job.extend(relist);
     if change.kind == "expand_column" {
         if let Some(d) = &spec.old_default {
             last.push(format!("SET DEFAULT {d}"));
@@ -240,10 +244,17 @@ fn finish_as_owner(change: Change) -> Result<()> {
         statements.push(format!("ALTER TABLE {} {}", table.name, alter.join(", ")));
     }
     for index in &swap.indexes {
+        if let (Some(kind), Some(p)) = (&index.constraint, &index.partitions) {
+            statements.extend(partitioned_constraint(&table, index, kind, p)?);
+            continue;
+        }
         statements.push(match &index.constraint {
             Some(kind) => format!("ALTER TABLE {} ADD CONSTRAINT {} {kind} USING INDEX {}", table.name, quote(&index.name), quote(&index.temporary)),
             None => format!("ALTER INDEX {}.{} RENAME TO {}", quote(&table.schema), quote(&index.temporary), quote(&index.name)),
         });
+        if table.partitioned && index.constraint.is_none() {
+            statements.extend(partition_index_renames(&table, &index.name, &index.temporary));
+        }
     }
     for c in &swap.constraints {
         statements.push(format!("ALTER TABLE {} RENAME CONSTRAINT {} TO {}", table.name, quote(&c.temporary), quote(&c.name)));
@@ -254,6 +265,60 @@ fn finish_as_owner(change: Change) -> Result<()> {
     changes::set_phase(id, "contracted", None);
     notice(format!("pg_migrate: change {id} is contracted: {} of {} is the only column now", quote(&column), table.name));
     Ok(())
+}
+
+/// A PRIMARY KEY or UNIQUE constraint of a partitioned table, on the new column: each leaf's
+/// copy (built by the job) becomes that partition's constraint, under the name its old one had;
+/// then the table's constraint is added, which attaches them (metadata only; a partition created
+/// after the job listed them gets its index built here, inside the swap). Read before the
+/// swap's statements run.
+fn partitioned_constraint(table: &Table, index: &super::spec::Renamed, kind: &str, p: &super::spec::PartitionedConstraint) -> Result<Vec<String>> {
+    let (leaves, names) = with_pinned_search_path(|| {
+        (
+            crate::worker::partitions::leaves(&table.name, &index.temporary),
+            crate::worker::partitions::partition_constraint_names(table.oid, &index.name),
+        )
+    });
+    let mut out = Vec::new();
+    for leaf in leaves.iter().filter(|l| l.built) {
+        let name = names.iter().find(|(oid, _)| *oid == leaf.oid).map(|(_, n)| n.clone()).unwrap_or(leaf.index.clone());
+        out.push(format!("ALTER TABLE {} ADD CONSTRAINT {} {kind} USING INDEX {}", leaf.qualified, quote(&name), quote(&leaf.index)));
+    }
+    out.push(format!("ALTER TABLE {} ADD CONSTRAINT {} {}", table.name, quote(&index.name), p.definition));
+    Ok(out)
+}
+
+/// On a partitioned table: the partitions' indexes under the copy `temporary` take the names of
+/// the old index's ones, partition by partition, once the old column has taken those with it.
+/// Read before the swap's statements run (the old index still exists then).
+fn partition_index_renames(table: &Table, old: &str, temporary: &str) -> Vec<String> {
+    let qualify = |name: &str| format!("{}.{}", quote(&table.schema), quote(name));
+    with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "WITH RECURSIVE tree(idx, root) AS (
+                          SELECT i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i
+                           WHERE i.inhparent IN (pg_catalog.to_regclass($1), pg_catalog.to_regclass($2))
+                          UNION ALL
+                          SELECT i.inhrelid, t.root FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.idx)
+                     SELECT pg_catalog.format('ALTER INDEX %I.%I RENAME TO %I', nn.nspname, nc.relname, oc.relname)
+                       FROM tree o
+                       JOIN pg_catalog.pg_index ox ON ox.indexrelid = o.idx
+                       JOIN pg_catalog.pg_class oc ON oc.oid = o.idx
+                       JOIN tree n ON n.root = pg_catalog.to_regclass($2)
+                       JOIN pg_catalog.pg_index nx ON nx.indexrelid = n.idx AND nx.indrelid = ox.indrelid
+                       JOIN pg_catalog.pg_class nc ON nc.oid = n.idx
+                       JOIN pg_catalog.pg_namespace nn ON nn.oid = nc.relnamespace
+                      WHERE o.root = pg_catalog.to_regclass($1) AND oc.relname <> nc.relname
+                      ORDER BY 1",
+                    None,
+                    &[qualify(old).as_str().into(), qualify(temporary).as_str().into()],
+                )
+                .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+                .unwrap_or_default()
+        })
+    })
 }
 
 /// Sequences owned by `column` (serial columns), qualified and quoted.

@@ -148,6 +148,32 @@ impl Column {
     }
 }
 
+/// Refuses a column of the partition key of `table` or of one of its sub-partitioned
+/// partitions: PostgreSQL cannot drop it (nor change its type), so its change could never be
+/// contracted.
+pub fn refuse_partition_key(table: &Table, column: &Column) -> Result<()> {
+    let keyed = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.string_agg(DISTINCT pt.partrelid::pg_catalog.regclass::text, ', ')
+           FROM pg_catalog.pg_partition_tree($1) t
+           JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = t.relid
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid
+                                         AND a.attnum OPERATOR(pg_catalog.=) ANY (pt.partattrs::pg_catalog.int2[])
+          WHERE a.attname = $2",
+        &[table.oid.into(), column.name.as_str().into()],
+    )
+    .ok()
+    .flatten();
+    match keyed {
+        None => Ok(()),
+        Some(tables) => Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("column {} of table {} is in the partition key of {tables}", quote(&column.name), table.name),
+        )
+        .detail("PostgreSQL cannot drop a partition key column or change its type, and contract drops the old column.")
+        .hint("Nothing was changed. Copy the data into a table partitioned the new way instead.")),
+    }
+}
+
 /// Views (and other rules) that use `column`: dropping it would need CASCADE and break them.
 pub fn dependent_views(table: &Table, attnum: i16) -> Vec<String> {
     Spi::connect(|client| {

@@ -20,7 +20,7 @@ mod trigger;
 mod tests;
 
 use crate::catalog::changes::{self, Change};
-use crate::catalog::jobs::Step;
+use crate::catalog::jobs::{Internal, Step};
 use crate::ddl::script::{self, Direction};
 use crate::error::{Failure, Result};
 use facts::Table;
@@ -63,4 +63,53 @@ fn submit_steps(label: &str, statements: &[String]) -> Result<i64> {
     let script = script::parse_labeled(Direction::Up, label, &text)?;
     let steps: Vec<Step> = script.statements.iter().map(|s| Step::of(s, script.statements.len(), None)).collect();
     crate::worker::submit(&steps)
+}
+
+/// One step of a job pg_migrate queues: a statement, or work the worker does itself.
+#[derive(Debug, Clone)]
+pub enum Work {
+    Sql(String),
+    /// What, and a line saying it for migrate.jobs.
+    Internal(Internal, String),
+}
+
+/// `submit_steps` for work that has internal steps too.
+fn submit_work(label: &str, work: &[Work]) -> Result<i64> {
+    let mut steps = Vec::new();
+    for w in work {
+        match w {
+            Work::Sql(sql) => {
+                let script = script::parse_labeled(Direction::Up, label, &format!("{sql};\n"))?;
+                steps.extend(script.statements.iter().map(|s| Step::of(s, 1, None)));
+            }
+            Work::Internal(what, said) => steps.push(Step::internal(what.clone(), said.clone())),
+        }
+    }
+    let total = steps.len();
+    for (n, s) in steps.iter_mut().enumerate() {
+        s.number = n + 1;
+        s.total = total;
+    }
+    crate::worker::submit(&steps)
+}
+
+/// The job steps that build partitioned index `index` (quoted, qualified) without blocking
+/// writes: `create_only` (its CREATE INDEX IF NOT EXISTS … ON ONLY), then one concurrent build
+/// and ATTACH per partition, listed when the job gets there (`worker::partitions`).
+fn partitioned_build(create_only: String, index: &str) -> Vec<Work> {
+    vec![
+        Work::Sql(create_only),
+        Work::Internal(
+            Internal::IndexPartitions { index: index.to_string(), check: Some(0) },
+            format!("-- pg_migrate: build {index} on each partition concurrently and attach it"),
+        ),
+    ]
+}
+
+/// The job step that drops partitioned index `index` (quoted, qualified).
+fn partitioned_drop(index: &str) -> Work {
+    Work::Internal(
+        Internal::DropPartitionedIndex { index: index.to_string() },
+        format!("DROP INDEX IF EXISTS {index} -- partitioned: no CONCURRENTLY; each try limited to migrate.lock_timeout"),
+    )
 }

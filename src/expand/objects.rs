@@ -173,11 +173,7 @@ pub fn create_index(oid: pg_sys::Oid, definition: Option<&str>, name: Option<&st
             .hint("Nothing was changed. Pass another name => ..., or drop the old index first with migrate.drop_index."));
     }
     if table.partitioned {
-        return Err(Failure::new(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("{} is partitioned: PostgreSQL 15 cannot build an index on it concurrently", table.name),
-        )
-        .hint("Nothing was changed. Call migrate.create_index on each partition, then CREATE INDEX ON ONLY the parent and ALTER INDEX ... ATTACH PARTITION each one."));
+        return create_partitioned_index(&table, &probe, definition, &name, unique);
     }
     let sql = format!(
         "CREATE {}INDEX CONCURRENTLY {} ON {} {definition}",
@@ -193,6 +189,50 @@ pub fn create_index(oid: pg_sys::Oid, definition: Option<&str>, name: Option<&st
         table.name
     ));
     Ok(change)
+}
+
+/// create_index on a partitioned table: CREATE INDEX ON ONLY the parent, then each partition
+/// concurrently and ATTACH (`worker::partitions`), in a job.
+fn create_partitioned_index(table: &Table, probe: &str, definition: &str, name: &str, unique: bool) -> Result<i64> {
+    let keys = index_key_columns(probe)?;
+    let qualified = format!("{}.{}", quote(&table.schema), quote(name));
+    with_pinned_search_path(|| crate::worker::partitions::refuse_unbuildable(table.oid, &table.name, &qualified, unique, &keys))?;
+    let only = format!("CREATE {}INDEX IF NOT EXISTS {} ON ONLY {} {definition}", if unique { "UNIQUE " } else { "" }, quote(name), table.name);
+    let job = super::submit_work(&format!("index {}", quote(name)), &super::partitioned_build(only.clone(), &qualified))?;
+    let change = record(Made {
+        kind: "create_index",
+        table,
+        column: None,
+        new_column: None,
+        object: Some(name),
+        spec: json!({"definition": only, "partitioned": true}),
+        phase: "open",
+        job: Some(job),
+    });
+    notice(format!(
+        "pg_migrate: change {change}: job {job} builds index {} on partitioned table {} after this transaction commits: ON ONLY the parent, then concurrently on each partition and attached (a failed build leaves no INVALID index); follow it with CALL migrate.wait({job})",
+        quote(name),
+        table.name
+    ));
+    Ok(change)
+}
+
+/// The key columns of a CREATE INDEX (None for an expression), INCLUDE columns left out.
+fn index_key_columns(probe: &str) -> Result<Vec<Option<String>>> {
+    let parsed = script::split_after("definition", "", probe)?;
+    let stmt = match parsed.as_slice() {
+        [one] => unsafe { nodes::cast::<pg_sys::IndexStmt>(one.node, NodeTag::T_IndexStmt) },
+        _ => None,
+    };
+    let Some(stmt) = stmt else {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, "definition must be what follows ON <table> in one CREATE INDEX"));
+    };
+    Ok(unsafe {
+        nodes::nodes(stmt.indexParams)
+            .into_iter()
+            .map(|p| nodes::cast::<pg_sys::IndexElem>(p, NodeTag::T_IndexElem).and_then(|e| nodes::cstr(e.name)))
+            .collect()
+    })
 }
 
 /// The column names of a CREATE INDEX (for the default index name), after checking that the
@@ -245,18 +285,42 @@ pub fn drop_index(index: pg_sys::Oid) -> Result<i64> {
         )
         .hint("Nothing was changed. Drop the constraint with ALTER TABLE ... DROP CONSTRAINT in a migration instead."));
     }
-    let job = super::submit_steps(&format!("drop of index {qualified}"), &[format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}")])?;
+    if let Some(parent) = with_pinned_search_path(|| crate::worker::partitions::parent_index_of(index)) {
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            format!("index {qualified} is attached to partitioned index {parent}"),
+        )
+        .detail("An index attached to a partitioned index cannot be dropped on its own.")
+        .hint(format!("Nothing was changed. Drop {parent} with migrate.drop_index: that drops the index of every partition.")));
+    }
+    let partitioned = Spi::get_one_with_args::<bool>("SELECT relkind = 'I' FROM pg_catalog.pg_class WHERE oid = $1", &[index.into()])
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    let (job, spec, how) = if partitioned {
+        // The statement abort builds it again with: nothing else can recreate it without blocking writes.
+        let rebuild = with_pinned_search_path(|| crate::worker::partitions::rebuild_sql(&qualified))?;
+        let job = super::submit_work(&format!("drop of index {qualified}"), &[super::partitioned_drop(&qualified)])?;
+        (
+            job,
+            json!({"definition": definition, "qualified": qualified, "partitioned": true, "rebuild": rebuild}),
+            "with one DROP INDEX whose every try is limited to migrate.lock_timeout (PostgreSQL cannot drop a partitioned index concurrently)",
+        )
+    } else {
+        let job = super::submit_steps(&format!("drop of index {qualified}"), &[format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}")])?;
+        (job, json!({"definition": definition, "qualified": qualified}), "concurrently")
+    };
     let change = record(Made {
         kind: "drop_index",
         table: &table,
         column: None,
         new_column: None,
         object: Some(&name),
-        spec: json!({"definition": definition, "qualified": qualified}),
+        spec,
         phase: "open",
         job: Some(job),
     });
-    notice(format!("pg_migrate: change {change}: job {job} drops index {qualified} concurrently after this transaction commits; follow it with CALL migrate.wait({job})"));
+    notice(format!("pg_migrate: change {change}: job {job} drops index {qualified} {how} after this transaction commits; follow it with CALL migrate.wait({job})"));
     Ok(change)
 }
 

@@ -5,7 +5,9 @@
 
 use super::facts::{Column, Table};
 use super::rewrite::{self, quote};
-use super::spec::Renamed;
+use super::spec::{PartitionedConstraint, Renamed};
+use crate::catalog::jobs::Internal;
+use super::Work;
 use crate::error::{Failure, Result};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -15,28 +17,23 @@ use pgrx::PgSqlErrorCode;
 pub struct Copies {
     /// Transactional statements (ADD CONSTRAINT ... NOT VALID).
     pub add: Vec<String>,
-    /// Statements for the job: CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT.
-    pub build: Vec<String>,
+    /// Steps for the job: CREATE INDEX CONCURRENTLY (or ON ONLY and per partition), VALIDATE
+    /// CONSTRAINT.
+    pub build: Vec<Work>,
+    /// Steps for the end of the job, right before the swap: the leaf partitions listed again
+    /// (for PRIMARY KEY / UNIQUE of a partitioned table), to build the copies of partitions
+    /// created meanwhile.
+    pub relist: Vec<Work>,
     pub indexes: Vec<Renamed>,
     pub constraints: Vec<Renamed>,
     /// One line per object, for contract_plan.
     pub said: Vec<String>,
 }
 
-pub fn copies(change: i64, table: &Table, old: &Column, new: &str) -> Result<Copies> {
+pub fn copies(change: i64, table: &Table, old: &Column, new: &str, final_name: &str) -> Result<Copies> {
     let mut out = Copies::default();
     refuse_inbound_references(table, old)?;
     for (n, index) in indexes(table, old).into_iter().enumerate() {
-        if table.partitioned {
-            return Err(Failure::new(
-                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("index {} of partitioned table {} uses column {}", index.name, table.name, quote(&old.name)),
-            )
-            .detail("PostgreSQL 15 cannot build an index on a partitioned table concurrently.")
-            .hint(format!(
-                "Nothing was changed. Build the index for the new column per partition (CREATE INDEX CONCURRENTLY on each, then ATTACH), drop the old one, then contract again.",
-            )));
-        }
         if index.exclusion {
             return Err(Failure::new(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -46,12 +43,65 @@ pub fn copies(change: i64, table: &Table, old: &Column, new: &str) -> Result<Cop
         }
         let temporary = format!("migrate_{change}_index_{}", n + 1);
         let definition = index_definition(&index, table, &old.name, new, &temporary)?;
-        out.said.push(format!("build index {} on the new column concurrently", quote(&index.name)));
-        out.build.push(definition);
+        let mut partitions = None;
+        if let (true, Some(kind)) = (table.partitioned, &index.constraint_kind) {
+            // PostgreSQL refuses ADD CONSTRAINT … USING INDEX on a partitioned table, but adding
+            // the constraint to it attaches each partition's index that backs the same
+            // constraint: so each leaf gets a unique index concurrently now, and the swap makes
+            // each the partition's constraint (USING INDEX), then adds the table's.
+            let keys: Vec<Option<String>> = index.columns[..index.key_count.min(index.columns.len())]
+                .iter()
+                .map(|c| c.as_ref().map(|name| if *name == old.name { new.to_string() } else { name.clone() }))
+                .collect();
+            let cname = index.constraint_name.clone().unwrap_or_default();
+            crate::worker::partitions::refuse_unbuildable(table.oid, &table.name, &quote(&cname), true, &keys)?;
+            let on = format!(" ON ONLY {} ", table.name);
+            let tail = definition.split_once(&on).map(|(_, t)| t.to_string()).unwrap_or_default();
+            let finally = |name: &str| quote(if name == old.name { final_name } else { name });
+            let cols: Vec<String> = index.columns.iter().map(|c| finally(c.as_deref().unwrap_or_default())).collect();
+            let (keys, include) = cols.split_at(index.key_count.min(cols.len()));
+            let mut constraint = format!(
+                "{kind}{} ({})",
+                if index.nulls_not_distinct { " NULLS NOT DISTINCT" } else { "" },
+                keys.join(", ")
+            );
+            if !include.is_empty() {
+                constraint.push_str(&format!(" INCLUDE ({})", include.join(", ")));
+            }
+            out.said.push(format!(
+                "build a unique index on the new column concurrently on each partition for {} {}",
+                kind,
+                quote(&cname)
+            ));
+            let leaves = Work::Internal(
+                Internal::LeafIndexes { table: table.name.clone(), name: temporary.clone(), tail },
+                format!("-- pg_migrate: build a unique index {temporary}_<partition> concurrently on each partition of {}", table.name),
+            );
+            out.build.push(leaves.clone());
+            out.relist.push(leaves);
+            partitions = Some(PartitionedConstraint { definition: constraint });
+        } else if table.partitioned {
+            let keys: Vec<Option<String>> = index.columns[..index.key_count.min(index.columns.len())]
+                .iter()
+                .map(|c| c.as_ref().map(|name| if *name == old.name { new.to_string() } else { name.clone() }))
+                .collect();
+            let qualified = format!("{}.{}", quote(&table.schema), quote(&temporary));
+            let named = format!("{}.{}", quote(&table.schema), quote(&index.name));
+            crate::worker::partitions::refuse_unbuildable(table.oid, &table.name, &named, index.unique, &keys)?;
+            out.said.push(format!(
+                "build index {} on the new column: ON ONLY the parent, then concurrently on each partition and attached",
+                quote(&index.name)
+            ));
+            out.build.extend(super::partitioned_build(definition, &qualified));
+        } else {
+            out.said.push(format!("build index {} on the new column concurrently", quote(&index.name)));
+            out.build.push(Work::Sql(definition));
+        }
         out.indexes.push(Renamed {
             temporary,
             name: index.constraint_name.clone().unwrap_or(index.name.clone()),
             constraint: index.constraint_kind.clone(),
+            partitions,
         });
     }
     for (n, c) in constraints(table, old).into_iter().enumerate() {
@@ -79,9 +129,9 @@ pub fn copies(change: i64, table: &Table, old: &Column, new: &str) -> Result<Cop
         out.said.push(format!("add {} on the new column NOT VALID, then validate it", quote(&c.name)));
         out.add.push(format!("ALTER TABLE {} ADD CONSTRAINT {} {definition} NOT VALID", table.name, quote(&temporary)));
         if c.validated {
-            out.build.push(format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", table.name, quote(&temporary)));
+            out.build.push(Work::Sql(format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", table.name, quote(&temporary))));
         }
-        out.constraints.push(Renamed { temporary, name: c.name, constraint: None });
+        out.constraints.push(Renamed { temporary, name: c.name, constraint: None, partitions: None });
     }
     Ok(out)
 }
@@ -204,7 +254,8 @@ fn indexes(table: &Table, old: &Column) -> Vec<Index> {
     })
 }
 
-/// CREATE INDEX CONCURRENTLY for the copy of `index` on the new column.
+/// CREATE INDEX CONCURRENTLY for the copy of `index` on the new column (ON ONLY a partitioned
+/// table).
 fn index_definition(index: &Index, table: &Table, old: &str, new: &str, temporary: &str) -> Result<String> {
     let rename = |name: &str| quote(if name == old { new } else { name });
     let mut keys = Vec::new();
@@ -245,10 +296,13 @@ fn index_definition(index: &Index, table: &Table, old: &str, new: &str, temporar
         }
         keys.push(key);
     }
+    // A partitioned table's index starts as ON ONLY the parent (see worker::partitions).
     let mut sql = format!(
-        "CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} USING {} ({})",
+        "CREATE {}INDEX {}IF NOT EXISTS {} ON {}{} USING {} ({})",
         if index.unique { "UNIQUE " } else { "" },
+        if table.partitioned { "" } else { "CONCURRENTLY " },
         quote(temporary),
+        if table.partitioned { "ONLY " } else { "" },
         table.name,
         quote(&index.method),
         keys.join(", ")

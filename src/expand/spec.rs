@@ -43,6 +43,17 @@ pub struct Renamed {
     pub name: String,
     /// For indexes behind a constraint: "PRIMARY KEY" or "UNIQUE", attached with USING INDEX.
     pub constraint: Option<String>,
+    /// On a partitioned table, for a constraint: each leaf partition has a copy of the index
+    /// (built concurrently, `<temporary>_<partition oid>`, no parent index); the swap makes them
+    /// the partitions' constraints and adds this one to the table, which attaches them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<PartitionedConstraint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionedConstraint {
+    /// `PRIMARY KEY ("id", at)`, with the columns' final names.
+    pub definition: String,
 }
 
 /// A type name as a user wrote it (`bigint`, `numeric(12,2)`, `text COLLATE "C"`), checked to

@@ -238,4 +238,28 @@ mod tests {
         run("SELECT migrate.rollback('1')");
         assert_eq!(describe("r"), before);
     }
+
+    #[pg_test]
+    fn partitioned_tables_refuse_what_cannot_be_indexed_partition_by_partition() {
+        run("CREATE TABLE pe (id int NOT NULL, region text NOT NULL, at date NOT NULL, v text) PARTITION BY LIST (region)");
+        run("CREATE TABLE pe_eu PARTITION OF pe FOR VALUES IN ('eu') PARTITION BY RANGE (at)");
+        run("CREATE TABLE pe_eu_1 PARTITION OF pe_eu FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')");
+        run("CREATE TABLE pe_us PARTITION OF pe FOR VALUES IN ('us')");
+        let changes = int("SELECT count(*) FROM migrate.all_changes");
+        // A unique index must hold every partition key column of every level.
+        assert_eq!(sqlstate("SELECT migrate.create_index('pe', '(id, region)', is_unique => true)").as_deref(), Some("0A000"));
+        assert_eq!(sqlstate("SELECT migrate.create_index('pe', '(id)', is_unique => true)").as_deref(), Some("0A000"));
+        // A partition key column could never be dropped by contract.
+        assert_eq!(sqlstate("SELECT migrate.expand_column('pe', 'at', new_type => 'timestamptz')").as_deref(), Some("0A000"));
+        assert_eq!(sqlstate("SELECT migrate.expand_column('pe', 'region', new_name => 'area')").as_deref(), Some("0A000"));
+        assert_eq!(int("SELECT count(*) FROM migrate.all_changes"), changes, "nothing recorded");
+        assert_eq!(int("SELECT count(*) FROM pg_class WHERE relkind IN ('i', 'I') AND relname LIKE 'pe%'"), 0, "no index made");
+        // Every key column there: the job's first step is CREATE INDEX ON ONLY the parent.
+        let change = int("SELECT migrate.create_index('pe', '(id, at, region)', is_unique => true, name => 'pe_uq')");
+        let first = text(&format!(
+            "SELECT j.steps -> 0 ->> 'sql' || ' | ' || (j.steps -> 1 -> 'internal' ->> 'do')
+               FROM migrate.all_jobs j JOIN migrate.all_changes c ON c.job = j.id WHERE c.change = {change}"
+        ));
+        assert_eq!(first, "CREATE UNIQUE INDEX IF NOT EXISTS \"pe_uq\" ON ONLY public.pe (id, at, region) | index_partitions");
+    }
 }

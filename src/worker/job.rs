@@ -7,7 +7,7 @@ use super::executor::{self, transaction};
 use super::launch::{self, JobArgs};
 use super::slots::Seats;
 use crate::catalog::history::{self, JobOutcome};
-use crate::catalog::jobs::{self, Claimed, Step};
+use crate::catalog::jobs::{self, Claimed, Internal, Step};
 use crate::catalog::workers;
 use crate::ddl::retry::{run_politely, sleep_ms, Limits, Site};
 use pgrx::bgworkers::BackgroundWorker;
@@ -189,55 +189,81 @@ fn run_steps(job: i64, claimed: &Claimed, seats: &Seats) {
     let s = &claimed.settings;
     // A stored 0 (settings missing) must not turn into "no lock_timeout" for polite steps.
     let limits = Limits { lock_timeout_ms: s.limits.lock_timeout_ms.max(1), ..s.limits };
-    let steps = &claimed.steps;
-    for (i, step) in steps.iter().enumerate().skip(claimed.cursor) {
+    // Internal steps can list more steps (the partitions of a partitioned table): the list grows.
+    let mut steps = claimed.steps.clone();
+    let mut i = claimed.cursor;
+    while i < steps.len() {
+        let step = steps[i].clone();
         if transaction(|| jobs::state(job)).as_deref() == Some("cancelled") {
-            return end_cancelled(job, steps, i);
+            return end_cancelled(job, &steps, i);
         }
         if !seats.keep() {
             return lost_seat(job);
         }
-        let resumed = claimed.attempts > 1 && i == claimed.cursor;
-        let path = s.search_path.as_deref();
-        if resumed && with_job_search_path(path, || super::cleanup::already_done(step)) {
-            pgrx::log!("pg_migrate: job {job} step {} was done before the worker stopped", i + 1);
-            transaction(|| finish_step(job, steps, i));
+        if let Some(internal) = &step.internal {
+            transaction(|| jobs::heartbeat(job));
+            let outcome = match internal {
+                Internal::DropPartitionedIndex { index } => {
+                    super::partitions::drop_politely(index, &limits, || transaction(|| jobs::heartbeat(job))).map(|()| None)
+                }
+                _ => super::partitions::run_in_transaction(job, &steps, i, internal),
+            };
+            match outcome {
+                Ok(Some(listed)) => steps = listed,
+                Ok(None) => transaction(|| finish_step(job, &steps, i)),
+                Err(failure) => return fail(job, &steps, i, failure),
+            }
+            i += 1;
             continue;
         }
-        let invalid_before = with_job_search_path(path, || transaction(|| super::cleanup::invalid_indexes(step)));
-        let site = site_of(step);
+        let resumed = claimed.attempts > 1 && i == claimed.cursor;
+        let path = s.search_path.as_deref();
+        if resumed && with_job_search_path(path, || super::cleanup::already_done(&step)) {
+            pgrx::log!("pg_migrate: job {job} step {} was done before the worker stopped", i + 1);
+            transaction(|| finish_step(job, &steps, i));
+            i += 1;
+            continue;
+        }
+        let invalid_before = with_job_search_path(path, || transaction(|| super::cleanup::invalid_indexes(&step)));
+        let site = site_of(&step);
         let outcome = run_politely(&site, &limits, step.waits_politely(), |lock_timeout| {
             transaction(|| jobs::heartbeat(job));
             with_job_search_path(path, || executor::try_top_level(&step.sql, lock_timeout, limits.statement_timeout_ms))
         });
         match outcome {
-            Ok(()) => transaction(|| finish_step(job, steps, i)),
+            Ok(()) => transaction(|| finish_step(job, &steps, i)),
             Err(failure) => {
                 // A failed or cancelled CREATE INDEX CONCURRENTLY leaves an INVALID index.
-                with_job_search_path(path, || super::cleanup::drop_new_invalid_indexes(step, &invalid_before));
-                if transaction(|| jobs::settled_state(job)).as_deref() == Some("cancelled") {
-                    return end_cancelled(job, steps, i);
-                }
-                let error = format!(
-                    "{}{}",
-                    failure.message,
-                    failure.detail.map(|d| format!(" ({d})")).unwrap_or_default()
-                );
-                pgrx::log!("pg_migrate: job {job} failed: {error}");
-                transaction(|| {
-                    jobs::finish(job, "failed", Some(&error));
-                    end_versions(job, steps, i, |_| JobOutcome::Failed {
-                        error: &error,
-                        statement: step.number,
-                        line: step.line,
-                    });
-                });
-                return;
+                with_job_search_path(path, || super::cleanup::drop_new_invalid_indexes(&step, &invalid_before));
+                return fail(job, &steps, i, failure);
             }
         }
+        i += 1;
     }
     transaction(|| jobs::finish(job, "done", None));
     pgrx::log!("pg_migrate: job {job} done");
+}
+
+/// Step `i` failed: the job is failed (or stays cancelled, when that is why it failed).
+fn fail(job: i64, steps: &[Step], i: usize, failure: crate::error::Failure) {
+    if transaction(|| jobs::settled_state(job)).as_deref() == Some("cancelled") {
+        return end_cancelled(job, steps, i);
+    }
+    let step = &steps[i];
+    let error = format!(
+        "{}{}",
+        failure.message,
+        failure.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+    );
+    pgrx::log!("pg_migrate: job {job} failed: {error}");
+    transaction(|| {
+        jobs::finish(job, "failed", Some(&error));
+        end_versions(job, steps, i, |_| JobOutcome::Failed {
+            error: &error,
+            statement: step.number,
+            line: step.line,
+        });
+    });
 }
 
 /// A statement of the job gave up the worker's seats and another worker took one: this worker

@@ -1,0 +1,591 @@
+//! Indexes on partitioned tables without blocking writes. PostgreSQL cannot build an index on a
+//! partitioned table CONCURRENTLY (15 to 18 alike), and a plain CREATE INDEX on one holds SHARE
+//! on every partition for the whole build. A job does what a careful DBA does by hand instead:
+//!
+//! 1. `CREATE INDEX … ON ONLY parent`: an INVALID index, catalog only, a brief SHARE lock on the
+//!    parent taken politely (lock_timeout and retries). From its commit on, PostgreSQL itself
+//!    gives every partition attached or created later a copy of it (ATTACH PARTITION and CREATE
+//!    TABLE … PARTITION OF clone each partitioned index of the parent, invalid ones included).
+//! 2. `IndexPartitions`: lists the parent's partitions *now* (after step 1 committed: none can be
+//!    missed) and puts, right after itself, for each partition without an attached index:
+//!    a leaf: `CREATE INDEX CONCURRENTLY` on it, then `ALTER INDEX parent ATTACH PARTITION`
+//!    (only the ATTACH when it already has a matching valid index, as ATTACH PARTITION would use);
+//!    a sub-partitioned table: `CREATE INDEX … ON ONLY` it, `IndexPartitions` for that index,
+//!    then the ATTACH. PostgreSQL marks a partitioned index valid when its last partition's index
+//!    is attached.
+//! 3. `CheckIndex`: the parent index is valid; if not, its partitions are listed again.
+//!
+//! Every step is idempotent (IF NOT EXISTS, ATTACH of an attached index does nothing) and the
+//! listing is saved with the job's cursor in one transaction, so a crash at any step resumes:
+//! finished partitions are skipped, an INVALID index a crashed build left is dropped and built
+//! again (`cleanup`).
+//!
+//! `DropPartitionedIndex` is the other direction: DROP INDEX CONCURRENTLY is refused for
+//! partitioned indexes, and a partition's index cannot be detached or dropped on its own, so the
+//! only correct way is one plain DROP INDEX of the parent index. It takes ACCESS EXCLUSIVE on the
+//! parent table, every partition and their indexes, but only deletes catalog rows (the files go
+//! at commit): each try is limited as a whole to its lock_timeout and retried with backoff, so
+//! no writer waits behind it longer than one try.
+
+use super::executor::{in_transaction, try_top_level};
+use crate::catalog::jobs::{self, Internal, Step};
+use crate::ddl::retry::{schedule, sleep_ms, Limits};
+use crate::error::{Failure, Result};
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+use std::collections::HashSet;
+
+/// How many times CheckIndex lists the partitions again before it gives up.
+const ROUNDS: u32 = 3;
+const MAX_IDENTIFIER: usize = 63;
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn shorten(name: &str, bytes: usize) -> &str {
+    let mut end = name.len().min(bytes);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// A partitioned index as the steps need it.
+struct Parent {
+    oid: pg_sys::Oid,
+    /// Quoted and schema-qualified.
+    qualified: String,
+    name: String,
+    table: pg_sys::Oid,
+    /// Quoted and schema-qualified.
+    table_qualified: String,
+    table_relname: String,
+    table_kind: String,
+    unique: bool,
+    valid: bool,
+    /// pg_get_indexdef after `ON [ONLY] table `: `USING btree (kind) WHERE …`.
+    tail: String,
+}
+
+fn parent(index: &str) -> Result<Parent> {
+    let row = Spi::connect(|client| {
+        let mut rows = client
+            .select(
+                "SELECT x.indexrelid, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
+                        c.relname::text, x.indrelid, t.relname::text, t.relkind::text, x.indisunique, x.indisvalid,
+                        pg_catalog.pg_get_indexdef(x.indexrelid),
+                        'CREATE ' || CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
+                          || pg_catalog.quote_ident(c.relname) || ' ON ',
+                        pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.relname) || ' '
+                   FROM pg_catalog.pg_index x
+                   JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                   JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
+                   JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+                  WHERE x.indexrelid = pg_catalog.to_regclass($1)",
+                None,
+                &[index.into()],
+            )
+            .ok()?;
+        let r = rows.next()?;
+        let text = |i| r.get::<String>(i).ok().flatten().unwrap_or_default();
+        let def = text(9);
+        let (head, table) = (text(10), text(11));
+        let tail = [format!("{head}ONLY {table}"), format!("{head}{table}")]
+            .iter()
+            .find_map(|prefix| def.strip_prefix(prefix.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        Some(Parent {
+            oid: r.get::<pg_sys::Oid>(1).ok().flatten()?,
+            qualified: text(2),
+            name: text(3),
+            table: r.get::<pg_sys::Oid>(4).ok().flatten()?,
+            table_qualified: table.trim_end().to_string(),
+            table_relname: text(5),
+            table_kind: text(6),
+            unique: r.get::<bool>(7).ok().flatten().unwrap_or(false),
+            valid: r.get::<bool>(8).ok().flatten().unwrap_or(false),
+            tail,
+        })
+    });
+    let p = row.ok_or_else(|| {
+        Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("index {index} does not exist"))
+            .detail("The job builds the index on each partition of a partitioned table; the partitioned index it started with is gone.")
+            .hint("It was dropped while the job ran. Cancel the job, or start the change again.")
+    })?;
+    if p.table_kind != "p" || p.tail.is_empty() {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("index {} is not an index of a partitioned table", p.qualified))
+            .hint("Only partitioned indexes are built partition by partition."));
+    }
+    Ok(p)
+}
+
+/// A partition of a partitioned table.
+struct Partition {
+    oid: pg_sys::Oid,
+    qualified: String,
+    relname: String,
+    schema: pg_sys::Oid,
+    /// r (a leaf), p (sub-partitioned), f (foreign)
+    kind: String,
+    /// The index attached to the parent index for it, if any: (oid, qualified name, valid).
+    attached: Option<(pg_sys::Oid, String, bool)>,
+}
+
+fn partitions(p: &Parent) -> Vec<Partition> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT c.oid, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), c.relname::text,
+                        c.relnamespace, c.relkind::text, a.indexrelid, a.name, a.indisvalid
+                   FROM pg_catalog.pg_inherits i
+                   JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                   LEFT JOIN LATERAL (
+                        SELECT x.indexrelid, x.indisvalid,
+                               pg_catalog.quote_ident(xn.nspname) || '.' || pg_catalog.quote_ident(xc.relname) AS name
+                          FROM pg_catalog.pg_inherits xi
+                          JOIN pg_catalog.pg_index x ON x.indexrelid = xi.inhrelid
+                          JOIN pg_catalog.pg_class xc ON xc.oid = x.indexrelid
+                          JOIN pg_catalog.pg_namespace xn ON xn.oid = xc.relnamespace
+                         WHERE xi.inhparent = $2 AND x.indrelid = c.oid) a ON true
+                  WHERE i.inhparent = $1 AND NOT i.inhdetachpending
+                  ORDER BY c.relname",
+                None,
+                &[p.table.into(), p.oid.into()],
+            )
+            .map(|rows| {
+                rows.map(|r| Partition {
+                    oid: r.get::<pg_sys::Oid>(1).ok().flatten().unwrap_or_default(),
+                    qualified: r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                    relname: r.get::<String>(3).ok().flatten().unwrap_or_default(),
+                    schema: r.get::<pg_sys::Oid>(4).ok().flatten().unwrap_or_default(),
+                    kind: r.get::<String>(5).ok().flatten().unwrap_or_default(),
+                    attached: r.get::<pg_sys::Oid>(6).ok().flatten().map(|oid| {
+                        (oid, r.get::<String>(7).ok().flatten().unwrap_or_default(), r.get::<bool>(8).ok().flatten().unwrap_or(false))
+                    }),
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// A valid index of `leaf` that is attached to nothing, backs no constraint and has exactly the
+/// parent index's definition: what ATTACH PARTITION would use. Its qualified name.
+fn matching_index(p: &Parent, leaf: &Partition) -> Option<String> {
+    let head = format!("CREATE {}INDEX ", if p.unique { "UNIQUE " } else { "" });
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+                   FROM pg_catalog.pg_index x
+                   JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE x.indrelid = $1 AND x.indisvalid AND x.indisready AND NOT c.relispartition
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k WHERE k.conindid = x.indexrelid)
+                    AND pg_catalog.pg_get_indexdef(x.indexrelid)
+                        = $2 || pg_catalog.quote_ident(c.relname) || ' ON ' || $3 || ' ' || $4
+                  ORDER BY c.relname LIMIT 1",
+                None,
+                &[leaf.oid.into(), head.as_str().into(), leaf.qualified.as_str().into(), p.tail.as_str().into()],
+            )
+            .ok()
+            .and_then(|mut rows| rows.next().and_then(|r| r.get::<String>(1).ok().flatten()))
+    })
+}
+
+/// A name for the partition's index that no relation of its schema has (nor one picked earlier
+/// in the same listing): the parent index's name with the parent table's name replaced by the
+/// partition's (`ev_kind_idx` → `ev_2024_kind_idx`), as PostgreSQL's own names go.
+fn free_name(p: &Parent, part: &Partition, taken: &mut HashSet<(pg_sys::Oid, String)>) -> String {
+    let rest = p.name.strip_prefix(&format!("{}_", p.table_relname)).unwrap_or(&p.name);
+    free_name_for(&format!("{}_{rest}", part.relname), part.schema, taken)
+}
+
+/// `base`, or `base` with a number, cut to 63 bytes: a name no relation of `schema` has.
+fn free_name_for(base: &str, schema: pg_sys::Oid, taken: &mut HashSet<(pg_sys::Oid, String)>) -> String {
+    for n in 0.. {
+        let suffix = if n == 0 { String::new() } else { n.to_string() };
+        let name = format!("{}{suffix}", shorten(base, MAX_IDENTIFIER - suffix.len()));
+        let exists = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relname = $1 AND relnamespace = $2)",
+            &[name.as_str().into(), schema.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(true);
+        if !exists && taken.insert((schema, name.clone())) {
+            return name;
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+fn schema_name(oid: pg_sys::Oid) -> String {
+    Spi::get_one_with_args::<String>("SELECT nspname::text FROM pg_catalog.pg_namespace WHERE oid = $1", &[oid.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// One SQL step of a job, classified as a migration's statement is (the worker cleans up after
+/// a failed CREATE INDEX CONCURRENTLY by the names classify() finds in it).
+fn sql_step(sql: String) -> Result<Step> {
+    let script = crate::ddl::script::parse_labeled(crate::ddl::script::Direction::Up, "partition index step", &sql)?;
+    let statement = script.statements.first().expect("one statement");
+    Ok(Step::of(statement, 1, None))
+}
+
+/// The steps that give every partition of `p`'s table an index attached to `p`.
+fn partition_steps(p: &Parent) -> Result<Vec<Step>> {
+    let unique = if p.unique { "UNIQUE " } else { "" };
+    let mut taken = HashSet::new();
+    let mut out = Vec::new();
+    for part in partitions(p) {
+        match (part.kind.as_str(), &part.attached) {
+            (_, Some((_, _, true))) => {}
+            ("p", Some((_, name, false))) => out.push(Step::internal(
+                Internal::IndexPartitions { index: name.clone(), check: None },
+                format!("-- pg_migrate: index each partition of {} for {name}", part.qualified),
+            )),
+            (_, Some((_, name, false))) => {
+                return Err(Failure::new(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("index {name} of partition {} is attached to index {} but INVALID", part.qualified, p.qualified),
+                )
+                .hint(format!("Rebuild it with REINDEX INDEX CONCURRENTLY {name}, then resume the job.")))
+            }
+            ("r", None) => {
+                if let Some(existing) = matching_index(p, &part) {
+                    out.push(sql_step(format!("ALTER INDEX {} ATTACH PARTITION {existing}", p.qualified))?);
+                    continue;
+                }
+                let name = free_name(p, &part, &mut taken);
+                let qualified = format!("{}.{}", quote(&schema_name(part.schema)), quote(&name));
+                out.push(sql_step(format!(
+                    "CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {}",
+                    quote(&name),
+                    part.qualified,
+                    p.tail
+                ))?);
+                out.push(sql_step(format!("ALTER INDEX {} ATTACH PARTITION {qualified}", p.qualified))?);
+            }
+            ("p", None) => {
+                let name = free_name(p, &part, &mut taken);
+                let qualified = format!("{}.{}", quote(&schema_name(part.schema)), quote(&name));
+                out.push(sql_step(format!("CREATE {unique}INDEX IF NOT EXISTS {} ON ONLY {} {}", quote(&name), part.qualified, p.tail))?);
+                out.push(Step::internal(
+                    Internal::IndexPartitions { index: qualified.clone(), check: None },
+                    format!("-- pg_migrate: index each partition of {} for {qualified}", part.qualified),
+                ));
+                // After its partitions: attached valid, it makes no lock on the top table.
+                out.push(sql_step(format!("ALTER INDEX {} ATTACH PARTITION {qualified}", p.qualified))?);
+            }
+            (kind, None) => return Err(unindexable(&p.qualified, &part.qualified, kind)),
+        }
+    }
+    Ok(out)
+}
+
+fn unindexable(index: &str, partition: &str, kind: &str) -> Failure {
+    let what = if kind == "f" { "a foreign table" } else { "not a table" };
+    Failure::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, format!("index {index} cannot be built: partition {partition} is {what}"))
+        .detail("PostgreSQL cannot index a foreign table, and an index of a partitioned table is valid only once every partition has one.")
+        .hint("Detach that partition, or build the index on each local partition with migrate.create_index.")
+}
+
+/// Carries out an internal step of job `job` at position `at` of `steps`, in the current
+/// transaction. Returns the job's new steps when it listed more (saved, with the cursor past
+/// this step); None when the step is simply done.
+pub fn run(job: i64, steps: &[Step], at: usize, what: &Internal) -> Result<Option<Vec<Step>>> {
+    let (index, more) = match what {
+        Internal::IndexPartitions { index, check } => {
+            let p = parent(index)?;
+            let mut more = partition_steps(&p)?;
+            if let Some(round) = check {
+                more.push(check_step(&p.qualified, *round));
+            }
+            (index, more)
+        }
+        Internal::CheckIndex { index, round } => {
+            let p = parent(index)?;
+            if p.valid {
+                return Ok(None);
+            }
+            let mut more = partition_steps(&p)?;
+            if *round >= ROUNDS || more.is_empty() {
+                return Err(not_valid(&p));
+            }
+            more.push(check_step(&p.qualified, round + 1));
+            (index, more)
+        }
+        Internal::LeafIndexes { table, name, tail } => (table, leaf_index_steps(table, name, tail)?),
+        Internal::DropPartitionedIndex { .. } => unreachable!("run by drop_politely"),
+    };
+    pgrx::log!("pg_migrate: job {job}: {} step(s) give the partitions of {index} their index", more.len());
+    let mut all: Vec<Step> = steps[..=at].to_vec();
+    all.extend(more);
+    all.extend_from_slice(&steps[at + 1..]);
+    let total = all.len();
+    for (n, s) in all.iter_mut().enumerate().filter(|(_, s)| s.version.is_none()) {
+        s.number = n + 1;
+        s.total = total;
+    }
+    jobs::replace_steps(job, &all, at + 1);
+    Ok(Some(all))
+}
+
+/// A leaf partition of a partitioned table, with its copy of an index (see `leaves`).
+pub struct Leaf {
+    pub qualified: String,
+    pub oid: pg_sys::Oid,
+    pub kind: String,
+    /// The copy's name, and whether it is there: valid, attached to nothing, backing no constraint.
+    pub index: String,
+    pub built: bool,
+}
+
+/// Every leaf partition of `table` (quoted, qualified), at every level, and its copy of index
+/// `name`: `<name>_<partition oid>` (a name that needs no lookup to find again at the swap).
+pub fn leaves(table: &str, name: &str) -> Vec<Leaf> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT c.oid, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), c.relkind::text,
+                        $2 || '_' || c.oid::text,
+                        EXISTS (SELECT FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+                                 WHERE x.indrelid = c.oid AND ic.relname = $2 || '_' || c.oid::text
+                                   AND x.indisvalid AND x.indisready AND NOT ic.relispartition
+                                   AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k WHERE k.conindid = x.indexrelid))
+                   FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass($1)) t
+                   JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE t.isleaf
+                  ORDER BY c.relname",
+                None,
+                &[table.into(), name.into()],
+            )
+            .map(|rows| {
+                rows.map(|r| Leaf {
+                    oid: r.get::<pg_sys::Oid>(1).ok().flatten().unwrap_or_default(),
+                    qualified: r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                    kind: r.get::<String>(3).ok().flatten().unwrap_or_default(),
+                    index: r.get::<String>(4).ok().flatten().unwrap_or_default(),
+                    built: r.get::<bool>(5).ok().flatten().unwrap_or(false),
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// `LeafIndexes`: a concurrent unique build on each leaf partition that lacks its copy.
+fn leaf_index_steps(table: &str, name: &str, tail: &str) -> Result<Vec<Step>> {
+    let mut out = Vec::new();
+    for leaf in leaves(table, name) {
+        if leaf.kind != "r" {
+            return Err(unindexable(table, &leaf.qualified, &leaf.kind));
+        }
+        if !leaf.built {
+            out.push(sql_step(format!("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {tail}", quote(&leaf.index), leaf.qualified))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The constraints of the partitions under constraint `name` of partitioned table `table`, by
+/// partition: the names the swap gives the new ones.
+pub fn partition_constraint_names(table: pg_sys::Oid, name: &str) -> Vec<(pg_sys::Oid, String)> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "WITH RECURSIVE tree(oid) AS (
+                      SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = $1 AND k.conname = $2
+                      UNION ALL
+                      SELECT k.oid FROM pg_catalog.pg_constraint k JOIN tree t ON k.conparentid = t.oid)
+                 SELECT k.conrelid, k.conname::text FROM tree JOIN pg_catalog.pg_constraint k ON k.oid = tree.oid
+                  WHERE k.conrelid <> $1",
+                None,
+                &[table.into(), name.into()],
+            )
+            .map(|rows| {
+                rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok().flatten()?, r.get::<String>(2).ok().flatten()?))).collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+fn check_step(index: &str, round: u32) -> Step {
+    Step::internal(Internal::CheckIndex { index: index.to_string(), round }, format!("-- pg_migrate: check that {index} is valid"))
+}
+
+fn not_valid(p: &Parent) -> Failure {
+    let missing: Vec<String> = partitions(p)
+        .into_iter()
+        .filter(|part| !matches!(part.attached, Some((_, _, true))))
+        .map(|part| part.qualified)
+        .collect();
+    Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("index {} is still not valid", p.qualified))
+        .detail(format!(
+            "Partitions without a valid index attached to it: {}.",
+            if missing.is_empty() { "none (a partition's own partitions lack one)".to_string() } else { missing.join(", ") }
+        ))
+        .hint("Partitions were attached and detached while the job listed them. Resume the job once they settle: SELECT migrate.resume(job).")
+}
+
+/// `DropPartitionedIndex`: DROP INDEX IF EXISTS, each try limited as a whole (lock waits and
+/// the catalog work) to its lock_timeout, retried on the schedule of `limits`.
+pub fn drop_politely(index: &str, limits: &Limits, heartbeat: impl Fn()) -> Result<()> {
+    let sql = format!("DROP INDEX IF EXISTS {index}");
+    let retries = limits.lock_retries.max(0) as u32;
+    let mut last = String::new();
+    for n in 0..=retries {
+        let (timeout, pause) = schedule(limits.lock_timeout_ms.max(1), limits.retry_backoff_ms, n);
+        if pause > 0 {
+            sleep_ms(pause);
+        }
+        heartbeat();
+        match try_top_level(&sql, timeout, timeout) {
+            Ok(()) => return Ok(()),
+            Err(t) if t.error.code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE || (t.timed_out && t.error.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED) => {
+                last = t.blocker.unwrap_or_else(|| "the blocking session could not be identified".to_string());
+                pgrx::log!("pg_migrate: {sql}: not done within {timeout} ms (try {}/{}), waiting for {last}", n + 1, retries + 1);
+            }
+            Err(t) => return Err(Failure::from(t.error)),
+        }
+    }
+    Err(Failure::new(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, format!("DROP INDEX {index} could not get its locks after {} tries", retries + 1))
+        .detail(format!("Waited for {last}. Dropping a partitioned index locks the table and every partition; each try is limited to migrate.lock_timeout."))
+        .hint("End or wait for the blocking session, then resume the job: SELECT migrate.resume(job); raise migrate.lock_timeout or migrate.lock_retries for tables with many partitions."))
+}
+
+/// Refuses, before anything is changed, an index the steps could not build on partitioned
+/// table `table`: a partition that is a foreign table, and a unique index without every
+/// partition key column of every level (PostgreSQL enforces uniqueness per partition). `keys`:
+/// the index's key columns (None for an expression).
+pub fn refuse_unbuildable(table: pg_sys::Oid, table_name: &str, index: &str, unique: bool, keys: &[Option<String>]) -> Result<()> {
+    let foreign: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT t.relid::pg_catalog.regclass::text FROM pg_catalog.pg_partition_tree($1) t
+                   JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                  WHERE c.relkind NOT IN ('r', 'p') ORDER BY 1",
+                None,
+                &[table.into()],
+            )
+            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    // The job runs as the caller: a partition it may not index would fail half-way.
+    let foreign_owned: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT t.relid::pg_catalog.regclass::text FROM pg_catalog.pg_partition_tree($1) t
+                   JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                  WHERE NOT pg_catalog.pg_has_role(c.relowner, 'USAGE') ORDER BY 1",
+                None,
+                &[table.into()],
+            )
+            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    if !foreign_owned.is_empty() {
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("index {index} cannot be built on partitioned table {table_name}: you do not own partitions {}", foreign_owned.join(", ")),
+        )
+        .detail("The job builds the index on each partition as you.")
+        .hint("Nothing was changed. Run it as the partitions' owner (or a member of the owning role), or give them the table's owner."));
+    }
+    if !foreign.is_empty() {
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("index {index} cannot be built on partitioned table {table_name}: partitions {} are foreign tables", foreign.join(", ")),
+        )
+        .detail("PostgreSQL cannot index a foreign table, and an index of a partitioned table is valid only once every partition has one.")
+        .hint("Nothing was changed. Detach those partitions, or build the index on each local partition with migrate.create_index."));
+    }
+    if !unique {
+        return Ok(());
+    }
+    // (level, key column or NULL for an expression)
+    let key_columns: Vec<(String, Option<String>)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT pt.partrelid::pg_catalog.regclass::text, a.attname::text
+                   FROM pg_catalog.pg_partition_tree($1) t
+                   JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = t.relid
+                  CROSS JOIN LATERAL pg_catalog.unnest(pt.partattrs::pg_catalog.int2[]) WITH ORDINALITY k(attnum, n)
+                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum
+                  ORDER BY t.level, 1, k.n",
+                None,
+                &[table.into()],
+            )
+            .map(|rows| rows.map(|r| (r.get::<String>(1).ok().flatten().unwrap_or_default(), r.get::<String>(2).ok().flatten())).collect())
+            .unwrap_or_default()
+    });
+    let mut missing = Vec::new();
+    for (level, column) in &key_columns {
+        match column {
+            None => {
+                return Err(Failure::new(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("unique index {index} cannot be built on partitioned table {table_name}: the partition key of {level} is an expression"),
+                )
+                .detail("PostgreSQL enforces a unique index of a partitioned table in each partition, which needs the partition key's columns in the index; an expression key has none.")
+                .hint("Nothing was changed. Build the unique index on each partition with migrate.create_index, or build this one without UNIQUE."))
+            }
+            Some(c) if !keys.iter().any(|k| k.as_deref() == Some(c.as_str())) => {
+                let item = format!("{} (partition key of {level})", quote(c));
+                if !missing.contains(&item) {
+                    missing.push(item);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("unique index {index} on partitioned table {table_name} lacks partition key columns"),
+    )
+    .detail(format!(
+        "Missing from its key columns: {}. PostgreSQL enforces a unique index of a partitioned table in each partition separately, so it must contain every partition key column.",
+        missing.join(", ")
+    ))
+    .hint("Nothing was changed. Add the missing columns to the index's key columns, or build it without UNIQUE."))
+}
+
+/// The statement that creates partitioned index `index` (quoted, qualified) again as it is,
+/// ON ONLY its table: `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON ONLY table USING …`.
+pub fn rebuild_sql(index: &str) -> Result<String> {
+    let p = parent(index)?;
+    Ok(format!("CREATE {}INDEX IF NOT EXISTS {} ON ONLY {} {}", if p.unique { "UNIQUE " } else { "" }, quote(&p.name), p.table_qualified, p.tail))
+}
+
+/// The top partitioned index that index `index` is (through sub-partitions) attached to, if it
+/// is attached to one.
+pub fn parent_index_of(index: pg_sys::Oid) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "WITH RECURSIVE up(idx, depth) AS (
+              SELECT i.inhparent, 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = $1
+              UNION ALL
+              SELECT i.inhparent, up.depth + 1 FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid = up.idx)
+         SELECT idx::pg_catalog.regclass::text FROM up ORDER BY depth DESC LIMIT 1",
+        &[index.into()],
+    )
+    .ok()
+    .flatten()
+}
+
+/// Runs an internal step in its own transaction (see `run`).
+pub fn run_in_transaction(job: i64, steps: &[Step], at: usize, what: &Internal) -> Result<Option<Vec<Step>>> {
+    match in_transaction(|| run(job, steps, at, what)) {
+        Ok(outcome) => outcome,
+        Err(caught) => Err(Failure::from(caught)),
+    }
+}
