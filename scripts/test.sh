@@ -27,14 +27,20 @@ EXAMPLES=${EXAMPLES-1}
 SECURITY_TESTS=(--test upgrade $(cd pgrx-tests/tests && ls security*.rs | sed 's/\.rs$//; s/^/--test /'))
 
 TIMES=()
+FAILED=()
 T0=$SECONDS
-# stage NAME COMMAND...: runs COMMAND and records how long it took.
+# stage NAME COMMAND...: runs COMMAND and records how long it took. A stage that fails is
+# recorded and the next one runs (the script fails at the end): one run shows every failure.
+# (COMMAND runs as a background job and is waited for, so that `set -e` still holds inside it.)
 stage() {
-    local name=$1 start=$SECONDS; shift
+    local name=$1 start=$SECONDS rc=0; shift
     say "$name"
-    "$@"
-    TIMES+=("$(printf '%6ss  %s' $((SECONDS - start)) "$name")")
-    echo "($name: $((SECONDS - start)) s)"
+    "$@" &
+    wait $! || rc=$?
+    local verdict=
+    if [ "$rc" != 0 ]; then verdict="  FAILED (exit code $rc)"; FAILED+=("$name"); fi
+    TIMES+=("$(printf '%6ss  %s%s' $((SECONDS - start)) "$name" "$verdict")")
+    echo "($name: $((SECONDS - start)) s$verdict)"
 }
 summary() {
     local rc=$?
@@ -45,6 +51,7 @@ summary() {
 trap summary EXIT
 
 stage "setup" "$REPO/scripts/setup.sh"
+[ ${#FAILED[@]} = 0 ] || exit 1
 
 # The unit-test clusters' data lives outside the checkout: the postgres user may not be able to
 # enter the directory the repository was cloned into (for example under /root).
@@ -88,4 +95,8 @@ for major in $PACKAGE_MAJORS; do
         "$REPO/scripts/package.sh"
 done
 
+if [ ${#FAILED[@]} -gt 0 ]; then
+    say "FAILED: ${FAILED[*]}"
+    exit 1
+fi
 say "all tests passed"
