@@ -114,7 +114,7 @@ chmod -R a+rX "$DEV_DIR/postgres"
 # config.toml makes pgrx regenerate its bindings).
 install -d -m 755 "$PGRX_HOME"
 want_config=$(printf '[configs]\n'; for major in $PG_MAJORS; do printf 'pg%s = "%s/pg_config"\n' "$major" "$(dev_pg_bin "$major")"; done)
-if [ "$(cat "$PGRX_HOME/config.toml" 2>/dev/null)" != "$want_config" ]; then
+if [ "$(sort "$PGRX_HOME/config.toml" 2>/dev/null)" != "$(sort <<<"$want_config")" ]; then
     say "pointing pgrx ($PGRX_HOME) at the project's PostgreSQL $PG_MAJORS"
     init_args=()
     for major in $PG_MAJORS; do init_args+=(--pg"$major" "$(dev_pg_bin "$major")/pg_config"); done
