@@ -72,7 +72,7 @@ integration() {
     use_dev_postgres "$major"
     install_extension >/dev/null
     echo "pg_migrate installed into $PG_BIN/.."
-    cargo test -p pg_migrate_integration "$@" -- --test-threads 2
+    cargo test -p pg_migrate_integration --no-fail-fast "$@" -- --test-threads 2
 }
 for major in $INTEGRATION_MAJORS; do
     stage "integration tests, PostgreSQL $major (real servers, real clients)" integration "$major"
