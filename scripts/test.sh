@@ -8,9 +8,9 @@
 #   4. the package per major: built (debug profile) and checked in a private copy of PostgreSQL.
 # Which majors run which part (the measured times are in the README's Testing section):
 #   UNIT_MAJORS         the #[pg_test]s                          default: 15 16 17 18
-#   INTEGRATION_MAJORS  the whole integration suite              default: 15 18
-#   SECURITY_MAJORS     the integration suite's security and upgrade tests, on the majors that
-#                       do not run all of it                      default: 16 17
+#   INTEGRATION_MAJORS  the whole integration suite              default: 15 16 17 18
+#   SECURITY_MAJORS     only the integration suite's security and update tests (for majors left
+#                       out of INTEGRATION_MAJORS, if CI's time ever needs it)   default: none
 #   PACKAGE_MAJORS      the package and its check                default: 15 16 17 18
 # and the examples run on 15 (EXAMPLES=0 skips them). A summary of the stages' wall times ends
 # the output.
@@ -19,8 +19,8 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
 UNIT_MAJORS=${UNIT_MAJORS-15 16 17 18}
-INTEGRATION_MAJORS=${INTEGRATION_MAJORS-15 18}
-SECURITY_MAJORS=${SECURITY_MAJORS-16 17}
+INTEGRATION_MAJORS=${INTEGRATION_MAJORS-15 16 17 18}
+SECURITY_MAJORS=${SECURITY_MAJORS-}
 PACKAGE_MAJORS=${PACKAGE_MAJORS-15 16 17 18}
 EXAMPLES=${EXAMPLES-1}
 # The integration tests that SECURITY_MAJORS run: every test target named security*, and upgrade.
