@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# A guided tour of pg_migrate on a scratch PostgreSQL 15 cluster. Run it as is on a fresh Debian
+# A guided tour of pg_migrate on a scratch PostgreSQL cluster: 15 (Debian's) unless PG_MAJOR says
+# 16, 17 or 18 (the project-owned installation scripts/setup.sh unpacks; see lib.sh):
+#   bash scripts/demo.sh
+#   PG_MAJOR=18 bash scripts/demo.sh
+# Run it as is on a fresh Debian
 # machine: it installs what is missing (scripts/setup.sh), builds and installs the extension, starts
 # a throwaway cluster as the postgres user on a free port, tells a short migration story with psql
 # (an index built concurrently and a backfill of a million rows, both by background workers), and always stops the cluster and
@@ -10,7 +14,7 @@ cd "$REPO"
 
 "$REPO/scripts/setup.sh"
 
-say "building and installing the extension (cargo pgrx package, files renamed into place)"
+say "building and installing the extension into PostgreSQL $PG_MAJOR ($PG_BIN/..; cargo pgrx package, files renamed into place)"
 install_extension
 
 # ---------------------------------------------------------------------------------------------

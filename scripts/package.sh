@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Builds pg_migrate's installable artefacts into dist/ and checks them:
-#   dist/pg_migrate-<version>-pg15-<arch>.tar.gz          files under usr/; `tar -C / -xzf` installs
-#   dist/postgresql-15-pg-migrate_<version>_<arch>.deb    `apt install ./…deb` installs
+# Builds pg_migrate's installable artefacts for one PostgreSQL major (PG_MAJOR, default 15) into
+# dist/ and checks them:
+#   dist/pg_migrate-<version>-pg<major>-<arch>.tar.gz          files under usr/; `tar -C / -xzf` installs
+#   dist/postgresql-<major>-pg-migrate_<version>_<arch>.deb    `apt install ./…deb` installs
 # Both hold the library, the control file, the current version's script and, from sql/versions/,
-# the scripts of earlier releases and the updates from them.
+# the scripts of earlier releases and the updates from them, laid out as Debian's and PGDG's
+# postgresql-<major> packages are (/usr/lib/postgresql/<major>/lib, /usr/share/postgresql/<major>).
 #
-# The check installs the .deb into a private copy of PostgreSQL 15 (the server finds its library
-# and share directories relative to its binaries) from which every earlier pg_migrate file has been
-# removed, then creates the extension there, updates it from the first release, and runs a job
-# through the launcher that shared_preload_libraries loads.
+# It builds against PG_BIN's pg_config (lib.sh: Debian's for 15, the project-owned installation
+# for 16-18). The check copies that PostgreSQL into a private directory (the server finds its
+# library and share directories relative to its binaries), removes every earlier pg_migrate file
+# from the copy, puts the .deb's files where the copy's pg_config says they go (for Debian's
+# layout that is exactly where dpkg puts them), then creates the extension there, updates it from
+# the first release, and runs a job through the launcher that shared_preload_libraries loads.
 #
-#   bash scripts/package.sh              # release build (optimised; what to ship)
-#   PROFILE=debug bash scripts/package.sh  # quick unoptimised build (what the tests use)
+#   bash scripts/package.sh                              # release build (optimised; what to ship)
+#   PROFILE=debug bash scripts/package.sh                # quick unoptimised build (what the tests use)
+#   PG_MAJOR=18 bash scripts/package.sh                  # for PostgreSQL 18
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -24,9 +29,19 @@ DIST=$REPO/dist
 STAGE=$(mktemp -d /tmp/pg_migrate_package.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 
-say "building pg_migrate $VERSION ($PROFILE) for PostgreSQL $PG_MAJOR"
+say "building pg_migrate $VERSION ($PROFILE) for PostgreSQL $PG_MAJOR ($PG_CONFIG)"
+[[ "$("$PG_CONFIG" --version)" == "PostgreSQL $PG_MAJOR."* ]] ||
+    { echo "$PG_CONFIG is not PostgreSQL $PG_MAJOR: $("$PG_CONFIG" --version)" >&2; exit 1; }
+build=$STAGE/build
+PROFILE=$PROFILE stage_extension "$build" >"$STAGE/build.log" 2>&1 || { cat "$STAGE/build.log" >&2; exit 1; }
 root=$STAGE/root
-PROFILE=$PROFILE stage_extension "$root" >"$STAGE/build.log" 2>&1 || { cat "$STAGE/build.log" >&2; exit 1; }
+lib=usr/lib/postgresql/$PG_MAJOR/lib
+ext=usr/share/postgresql/$PG_MAJOR/extension
+install -d "$root/$lib" "$root/$ext"
+cp -a "$build$("$PG_CONFIG" --pkglibdir)/." "$root/$lib/"
+cp -a "$build$("$PG_CONFIG" --sharedir)/extension/." "$root/$ext/"
+[ "$(find "$build" -type f | wc -l)" = "$(find "$root" -type f | wc -l)" ] ||
+    { echo "the build staged files outside pkglibdir and sharedir/extension:" >&2; find "$build" -type f >&2; exit 1; }
 install -D -m 644 README.md "$root/usr/share/doc/$NAME/README.md"
 install -D -m 644 docs/*.md -t "$root/usr/share/doc/$NAME/docs/"
 
@@ -57,15 +72,26 @@ dpkg-deb --contents "$deb" | awk '{print "  " $6}' | grep -v '/$'
 
 say "checking the package in a private copy of PostgreSQL $PG_MAJOR"
 pg=$STAGE/pg
-mkdir -p "$pg/usr/lib/postgresql" "$pg/usr/share/postgresql"
-cp -a "/usr/lib/postgresql/$PG_MAJOR" "$pg/usr/lib/postgresql/"
-cp -a "/usr/share/postgresql/$PG_MAJOR" "$pg/usr/share/postgresql/"
-rm -f "$pg/usr/lib/postgresql/$PG_MAJOR/lib/pg_migrate"* "$pg/usr/share/postgresql/$PG_MAJOR/extension/pg_migrate"*
-dpkg-deb -x "$deb" "$pg"
-[ "$("$pg/usr/lib/postgresql/$PG_MAJOR/bin/pg_config" --sharedir)" = "$pg/usr/share/postgresql/$PG_MAJOR" ] ||
+case $PG_BIN in
+    */usr/lib/postgresql/$PG_MAJOR/bin)   # Debian's layout (the system's, or a copy of it)
+        prefix=${PG_BIN%/usr/lib/postgresql/$PG_MAJOR/bin}
+        mkdir -p "$pg/usr/lib/postgresql" "$pg/usr/share/postgresql"
+        cp -a "$prefix/usr/lib/postgresql/$PG_MAJOR" "$pg/usr/lib/postgresql/"
+        cp -a "$prefix/usr/share/postgresql/$PG_MAJOR" "$pg/usr/share/postgresql/"
+        PG_BIN=$pg/usr/lib/postgresql/$PG_MAJOR/bin ;;
+    *)                                    # one prefix with bin/, lib/, share/ (the PyPI builds)
+        cp -a "$PG_BIN/.." "$pg"
+        PG_BIN=$pg/bin ;;
+esac
+pkglibdir=$("$PG_BIN/pg_config" --pkglibdir)
+extdir=$("$PG_BIN/pg_config" --sharedir)/extension
+[[ $pkglibdir == "$pg/"* && $extdir == "$pg/"* ]] ||
     { echo "this PostgreSQL is not relocatable; cannot check the package" >&2; exit 1; }
+rm -f "$pkglibdir"/pg_migrate* "$extdir"/pg_migrate*
+dpkg-deb -x "$deb" "$STAGE/deb"
+cp -a "$STAGE/deb/$lib/." "$pkglibdir/"
+cp -a "$STAGE/deb/$ext/." "$extdir/"
 
-PG_BIN=$pg/usr/lib/postgresql/$PG_MAJOR/bin
 chmod 755 "$STAGE"
 scratch_dir package
 trap 'stop_scratch_cluster; rm -rf "$STAGE"' EXIT

@@ -1,6 +1,10 @@
-//! Harness for pg_migrate's integration tests: each test starts its own PostgreSQL 15 cluster
+//! Harness for pg_migrate's integration tests: each test starts its own PostgreSQL cluster
 //! (as the postgres user when run as root, on a free port, data in a temporary directory) with
 //! the installed extension, and stops and removes it when the test ends, also on failure.
+//!
+//! The PostgreSQL is the one in PG_BIN (scripts/test.sh points it at the project-owned
+//! installation of each major in turn); the tests are built once and ask the server's major at
+//! run time (`pg_major`) where an expectation differs by major.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,10 +14,43 @@ use std::sync::{Arc, Mutex};
 
 pub use postgres::{Client, Error, NoTls};
 
-/// Where the PostgreSQL 15 programs are: Debian's, unless PG_BIN points elsewhere (a second
-/// relocated copy lets two checkouts test side by side without overwriting each other's build).
+/// Where the PostgreSQL programs are: PG_BIN (scripts/test.sh sets it to a project-owned
+/// installation), else Debian's 15.
 pub fn pg_bin() -> String {
     std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string())
+}
+
+fn pg_config(arg: &str) -> String {
+    let out = Command::new(Path::new(&pg_bin()).join("pg_config")).arg(arg).output().expect("pg_config");
+    assert!(out.status.success(), "pg_config {arg} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The major version of the PostgreSQL in `pg_bin()`: 15, 16, 17 or 18.
+pub fn pg_major() -> u32 {
+    static MAJOR: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MAJOR.get_or_init(|| {
+        let version = pg_config("--version"); // "PostgreSQL 18.1"
+        version
+            .trim_start_matches("PostgreSQL ")
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("cannot read the major from {version:?}"))
+    })
+}
+
+/// Whether pg_cron is installed in the PostgreSQL under test. Debian packages it for 15 only
+/// (postgresql-15-cron; the PyPI builds of 16-18 have no extensions besides contrib), so a test
+/// that needs it runs on 15, where its absence is an error, and is skipped, saying so, on the
+/// others.
+pub fn pg_cron_available(test: &str) -> bool {
+    let found = Path::new(&pg_config("--pkglibdir")).join("pg_cron.so").exists();
+    assert!(found || pg_major() != 15, "pg_cron is not installed in PostgreSQL 15 ({}): scripts/setup.sh installs it", pg_bin());
+    if !found {
+        eprintln!("{test}: skipped on PostgreSQL {}: no pg_cron for it here", pg_major());
+    }
+    found
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -10,7 +10,7 @@
 //! `search_path = dep, pg_catalog, public` in the session that ran it, where the deployer's own
 //! `dep.lower()` waits for the next unqualified `lower()`.
 
-use pg_migrate_integration::{attack_cluster, DEPLOYER_PAYLOAD, exec, fails, is_superuser, one, pg_command, Client, Cluster};
+use pg_migrate_integration::{attack_cluster, DEPLOYER_PAYLOAD, exec, fails, is_superuser, one, pg_command, pg_cron_available, Client, Cluster};
 use std::process::Stdio;
 
 
@@ -93,6 +93,9 @@ fn batches_and_verify_run_the_owners_code_as_the_owner_and_leave_the_callers_ses
 /// deployer's job, then an unqualified lower() in the same command.
 #[test]
 fn a_pg_cron_session_running_batches_is_not_hijacked() {
+    if !pg_cron_available("a_pg_cron_session_running_batches_is_not_hijacked") {
+        return;
+    }
     let (pg, mut admin) = attack_cluster(
         "app",
         &[

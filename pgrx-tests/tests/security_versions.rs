@@ -2,7 +2,7 @@
 //! else's rights). Every attack is made by a real non-superuser LOGIN role in its own session:
 //! alice and bob are deployers with EXECUTE on pg_migrate's functions, each owning a schema.
 
-use pg_migrate_integration::{db_error, fails, is_superuser, one, Client, Cluster};
+use pg_migrate_integration::{db_error, fails, is_superuser, one, pg_major, Client, Cluster};
 
 fn start() -> Cluster {
     let pg = Cluster::start();
@@ -156,6 +156,41 @@ fn a_deployer_cannot_roll_back_resume_or_repair_another_deployers_version() {
     bob.batch_execute("SELECT migrate.apply('1_users', 'CREATE TABLE users (id int);', 'DROP TABLE users;')").unwrap();
     assert_eq!(one::<String>(&mut bob, "SELECT owner::text FROM migrate.status() WHERE version = '1_users'"), "bob");
     assert!(exists(&mut bob, "bob.users"));
+}
+
+/// PostgreSQL 16 made SET ROLE a separate option of a role membership: a member granted
+/// `WITH SET FALSE` (and INHERIT FALSE) may not become the role, nor use its rights. pg_migrate
+/// runs a version's SQL with its owner's rights, so such a member must not act on the owner's
+/// versions either. (On 15 every member may SET ROLE to the role: nothing to test there.)
+#[test]
+fn a_member_without_the_set_option_cannot_act_on_the_owners_versions() {
+    if pg_major() < 16 {
+        eprintln!("skipped on PostgreSQL {}: memberships have no SET option before 16", pg_major());
+        return;
+    }
+    let (pg, mut alice, mut bob) = alice_and_bob();
+    alice
+        .batch_execute("SELECT migrate.apply('1_users', 'CREATE TABLE users (id int);', 'DROP TABLE users;')")
+        .unwrap();
+    let mut admin = pg.connect("app");
+    admin.batch_execute("GRANT alice TO bob WITH INHERIT FALSE, SET FALSE").unwrap();
+    let (code, ..) = fails(&mut bob, "SET ROLE alice");
+    assert_eq!(code, "42501", "PostgreSQL refuses bob SET ROLE alice");
+    for call in [
+        "SELECT migrate.rollback('1_users')",
+        "SELECT migrate.repair('1_users', 'CREATE TABLE users (id int); DROP SCHEMA alice CASCADE;')",
+    ] {
+        let (code, message, ..) = fails(&mut bob, call);
+        assert_eq!(code, "42501", "{call}: {message}");
+    }
+    assert!(exists(&mut admin, "alice.users"));
+    assert_eq!(state(&mut admin, "1_users"), "applied");
+
+    // With the SET option (the default of GRANT) bob may act as alice, as on 15.
+    admin.batch_execute("REVOKE alice FROM bob; GRANT alice TO bob WITH INHERIT FALSE, SET TRUE").unwrap();
+    let s: String = bob.query_one("SELECT migrate.rollback('1_users')", &[]).unwrap().get(0);
+    assert_eq!(s, "rolled_back");
+    assert!(!exists(&mut admin, "alice.users"));
 }
 
 #[test]

@@ -33,7 +33,12 @@ pub fn targets(assignments: &str) -> Result<Vec<Target>> {
     };
     let update = unsafe { cast::<pg_sys::UpdateStmt>(one.node, NodeTag::T_UpdateStmt) }
         .ok_or_else(|| bad("must be a SET list"))?;
-    if !update.whereClause.is_null() || !update.fromClause.is_null() || !update.returningList.is_null() || !update.withClause.is_null() {
+    // PostgreSQL 18 keeps RETURNING in a ReturningClause node (returningClause) instead of a list.
+    #[cfg(not(feature = "pg18"))]
+    let returning = !update.returningList.is_null();
+    #[cfg(feature = "pg18")]
+    let returning = !update.returningClause.is_null();
+    if !update.whereClause.is_null() || !update.fromClause.is_null() || returning || !update.withClause.is_null() {
         return Err(bad("must be only a SET list: the backfill chooses the rows (use the filter argument for WHERE)"));
     }
     let items = unsafe { nodes::list::<pg_sys::ResTarget>(update.targetList) };

@@ -100,13 +100,13 @@ const SELECT: &str = "SELECT to_jsonb(c) || jsonb_build_object(
 
 /// The change if the current user may act on it (a member of its owner role).
 pub fn get(change: i64) -> Option<Change> {
-    read(&format!("{SELECT} AND pg_catalog.pg_has_role($2::oid, c.owner, 'MEMBER')"), change)
+    read(&format!("{SELECT} AND pg_catalog.pg_has_role($2::oid, c.owner, '{}')", super::ACT_AS), change)
 }
 
 /// As `get`, locked until the end of the transaction: contract and abort of one change are
 /// serialised.
 pub fn lock(change: i64) -> Option<Change> {
-    read(&format!("{SELECT} AND pg_catalog.pg_has_role($2::oid, c.owner, 'MEMBER') FOR UPDATE OF c"), change)
+    read(&format!("{SELECT} AND pg_catalog.pg_has_role($2::oid, c.owner, '{}') FOR UPDATE OF c", super::ACT_AS), change)
 }
 
 fn read(sql: &str, change: i64) -> Option<Change> {

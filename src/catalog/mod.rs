@@ -23,6 +23,23 @@ pub fn has_0_3_objects() -> bool {
     })
 }
 
+/// Whether `member` may act as `role`, as `SET ROLE` decides: pg_migrate runs a version's or a
+/// change's SQL with its owner's rights. PostgreSQL 16 made SET a separate option of each
+/// membership (`GRANT r TO m WITH SET FALSE`: m may neither become r nor, with INHERIT FALSE,
+/// use its rights); on 15 every member may SET ROLE. Superusers may act as anyone.
+pub fn may_act_as(member: pgrx::pg_sys::Oid, role: pgrx::pg_sys::Oid) -> bool {
+    #[cfg(feature = "pg15")]
+    return unsafe { pgrx::pg_sys::is_member_of_role(member, role) };
+    #[cfg(not(feature = "pg15"))]
+    return unsafe { pgrx::pg_sys::member_can_set_role(member, role) };
+}
+
+/// The privilege that `pg_has_role(member, role, …)` checks for `may_act_as` in SQL.
+#[cfg(feature = "pg15")]
+pub const ACT_AS: &str = "MEMBER";
+#[cfg(not(feature = "pg15"))]
+pub const ACT_AS: &str = "SET";
+
 pgrx::extension_sql_file!("../../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!("../../sql/jobs.sql", name = "jobs", requires = ["catalog"]);
 pgrx::extension_sql_file!("../../sql/backfill.sql", name = "backfill", requires = ["jobs"]);

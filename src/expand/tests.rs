@@ -29,7 +29,9 @@ fn sqlstate(sql: &str) -> Option<String> {
 }
 
 /// Everything about a table a user could notice: columns with types, nullability and
-/// defaults, constraints, indexes, triggers.
+/// defaults, constraints, indexes, triggers. Nullability is the columns' attnotnull on every
+/// major; PostgreSQL 18 also keeps a pg_constraint row per NOT NULL (contype 'n', named
+/// <table>_<column>_not_null), left out here so that one description fits 15-18.
 fn describe(table: &str) -> String {
     text(&format!(
         "SELECT concat_ws(E'\\n',
@@ -38,7 +40,7 @@ fn describe(table: &str) -> String {
                FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
               WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped),
             (SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), ', ' ORDER BY conname)
-               FROM pg_constraint WHERE conrelid = '{table}'::regclass),
+               FROM pg_constraint WHERE conrelid = '{table}'::regclass AND contype <> 'n'),
             (SELECT string_agg(indexdef, ', ' ORDER BY indexname) FROM pg_indexes WHERE tablename = '{table}'),
             (SELECT string_agg(tgname, ', ' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = '{table}'::regclass))"
     ))

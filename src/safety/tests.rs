@@ -156,6 +156,19 @@ mod tests {
     }
 
     #[pg_test]
+    fn only_stored_generated_columns_rewrite() {
+        let rule = "add-column-generated-stored".to_string();
+        assert!(rules("ALTER TABLE t ADD COLUMN c text GENERATED ALWAYS AS (lower(b)) STORED;").contains(&rule));
+        // PostgreSQL 18's VIRTUAL generated columns (the default kind there) are computed when
+        // read: adding one rewrites nothing. Earlier majors have only STORED ones (and refuse
+        // the VIRTUAL keyword, so the statement is not tried there).
+        if cfg!(feature = "pg18") {
+            assert!(!rules("ALTER TABLE t ADD COLUMN c text GENERATED ALWAYS AS (lower(b)) VIRTUAL;").contains(&rule));
+            assert!(!rules("ALTER TABLE t ADD COLUMN c text GENERATED ALWAYS AS (lower(b));").contains(&rule));
+        }
+    }
+
+    #[pg_test]
     fn set_not_null_after_a_validated_check_in_the_same_script() {
         let found = rules(
             "ALTER TABLE t ADD CONSTRAINT t_c_nn CHECK (c IS NOT NULL) NOT VALID;\n\

@@ -73,7 +73,7 @@ fn owner_for_caller(version: &str) -> Result<pg_sys::Oid> {
 }
 
 fn is_member(role: pg_sys::Oid) -> bool {
-    unsafe { pg_sys::is_member_of_role(pg_sys::GetUserId(), role) }
+    crate::catalog::may_act_as(unsafe { pg_sys::GetUserId() }, role)
 }
 
 /// A dry run happens inside a transaction: statements that must run at top level (CREATE INDEX

@@ -65,7 +65,7 @@ pub fn check(v: &Version, act: Act) -> Result<Owner> {
     // the session user is whatever a superuser chose, and RESET SESSION AUTHORIZATION in the
     // owner's SQL would hand it the superuser back.
     let (caller, session) = unsafe { (pg_sys::GetUserId(), pg_sys::GetAuthenticatedUserId()) };
-    if !unsafe { pg_sys::is_member_of_role(caller, oid) } {
+    if !crate::catalog::may_act_as(caller, oid) {
         let caller_name = role_name(caller).unwrap_or_default();
         return Err(Failure::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -157,7 +157,7 @@ impl Owner {
 pub fn check_reapply(v: &Version) -> Result<()> {
     let Some(owner) = v.owner else { return Ok(()) };
     let caller = unsafe { pg_sys::GetUserId() };
-    if unsafe { pg_sys::is_member_of_role(caller, owner) || pg_sys::superuser_arg(owner) } {
+    if crate::catalog::may_act_as(caller, owner) || unsafe { pg_sys::superuser_arg(owner) } {
         return Ok(());
     }
     let name = v.owner_name.clone().or_else(|| role_name(owner)).unwrap_or_default();
@@ -182,7 +182,7 @@ pub fn check_reapply(v: &Version) -> Result<()> {
 pub fn may_baseline(version: &str) -> Result<()> {
     let recorded = history::count();
     let admin = extension_owner();
-    if recorded == 0 || unsafe { pg_sys::is_member_of_role(pg_sys::GetUserId(), admin) } {
+    if recorded == 0 || crate::catalog::may_act_as(unsafe { pg_sys::GetUserId() }, admin) {
         return Ok(());
     }
     let admin = role_name(admin).unwrap_or_default();

@@ -109,7 +109,11 @@ unsafe fn run_statements(sql: *const std::ffi::c_char) {
             let receiver = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
             let mut qc = pg_sys::QueryCompletion::default();
             pg_sys::MemoryContextSwitchTo(previous);
+            // PostgreSQL 18 dropped PortalRun's run_once argument (always true here).
+            #[cfg(not(feature = "pg18"))]
             pg_sys::PortalRun(portal, i64::MAX as _, true, true, receiver, receiver, &mut qc);
+            #[cfg(feature = "pg18")]
+            pg_sys::PortalRun(portal, i64::MAX as _, true, receiver, receiver, &mut qc);
             if let Some(destroy) = (*receiver).rDestroy {
                 destroy(receiver);
             }

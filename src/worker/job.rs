@@ -24,7 +24,11 @@ pub extern "C-unwind" fn pg_migrate_job_main(_arg: pg_sys::Datum) {
     unsafe {
         // pgrx's handler only sets a flag; Postgres's own `die` interrupts a running statement,
         // so that a fast shutdown does not wait for a long CREATE INDEX CONCURRENTLY.
+        // PostgreSQL 18 names the backend's pqsignal pqsignal_be (a macro in C).
+        #[cfg(not(feature = "pg18"))]
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(die_soon));
+        #[cfg(feature = "pg18")]
+        pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(die_soon));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(args.database), Some(args.owner));

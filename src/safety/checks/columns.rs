@@ -42,13 +42,21 @@ unsafe fn added_column(script: &mut Script, table: &Name, col: &pg_sys::ColumnDe
         let serial = SERIAL_TYPES.contains(&type_name.as_str()) && nodes::names((*col.typeName).names).len() == 1;
         let identity = has(ConstrType::CONSTR_IDENTITY);
         let generated = has(ConstrType::CONSTR_GENERATED);
+        // PostgreSQL 18 also has VIRTUAL generated columns (its default kind): computed when read,
+        // adding one rewrites nothing. Only a STORED one computes every row.
+        #[cfg(not(feature = "pg18"))]
+        let stored = generated;
+        #[cfg(feature = "pg18")]
+        let stored = constraints
+            .iter()
+            .any(|c| c.contype == ConstrType::CONSTR_GENERATED && c.generated_kind as u8 == pg_sys::ATTRIBUTE_GENERATED_STORED);
         let subject = format!("ADD COLUMN {column} to existing table {table}");
 
         if serial || identity {
             let what = if serial { type_name.clone() } else { "GENERATED AS IDENTITY".to_string() };
             script.report(&rules::ADD_COLUMN_SERIAL, col.location, format!("{subject} as {what}"));
         }
-        if generated {
+        if stored {
             script.report(&rules::ADD_COLUMN_GENERATED_STORED, col.location, format!("{subject} GENERATED ALWAYS AS (...) STORED"));
         }
         let not_null = has(ConstrType::CONSTR_NOTNULL) || has(ConstrType::CONSTR_PRIMARY);
