@@ -12,7 +12,7 @@ mod contract;
 mod facts;
 mod objects;
 mod rebuild;
-mod rewrite;
+pub(crate) mod rewrite;
 mod spec;
 mod trigger;
 

@@ -31,25 +31,13 @@ use super::executor::{in_transaction, try_top_level};
 use crate::catalog::jobs::{self, Internal, Step};
 use crate::ddl::retry::{schedule, sleep_ms, Limits};
 use crate::error::{Failure, Result};
+use crate::expand::rewrite::{quote, shorten, MAX_IDENTIFIER};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::collections::HashSet;
 
 /// How many times CheckIndex lists the partitions again before it gives up.
 const ROUNDS: u32 = 3;
-const MAX_IDENTIFIER: usize = 63;
-
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-fn shorten(name: &str, bytes: usize) -> &str {
-    let mut end = name.len().min(bytes);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
-}
 
 /// A partitioned index as the steps need it.
 struct Parent {
