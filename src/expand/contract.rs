@@ -42,9 +42,15 @@ fn contract_as_owner(change: Change) -> Result<i64> {
     if change.phase == "contracting" {
         return resume(&change);
     }
+    let table = with_pinned_search_path(|| Table::of(change.relation_oid()))?;
+    let spec = spec_of(&change);
     if let Some(job) = change.backfill_job {
         let state = change.backfill_state.as_deref().unwrap_or("gone");
-        if state != "done" {
+        // A backfill queued in this very transaction (expand and contract in one batch) on a
+        // table where no row needs it has nothing to do: it is ended as done, not waited for.
+        if state == "queued" && missing_rows(&change, &table, &spec, true) == 0 && crate::catalog::jobs::skip_queued(job) {
+            notice(format!("pg_migrate: backfill job {job} of change {id} had no row to fill; it is done"));
+        } else if state != "done" {
             return Err(Failure::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("change {id} cannot be contracted yet: its backfill job {job} is {state}"),
@@ -56,8 +62,6 @@ fn contract_as_owner(change: Change) -> Result<i64> {
             }));
         }
     }
-    let table = with_pinned_search_path(|| Table::of(change.relation_oid()))?;
-    let spec = spec_of(&change);
     verify(&change, &table, &spec)?;
     let plan = with_pinned_search_path(|| plan(&change, &table, &spec))?;
     for statement in &plan.now {
@@ -114,29 +118,46 @@ pub fn spec_of(change: &Change) -> ExpandSpec {
     serde_json::from_value(change.spec.clone()).unwrap_or_default()
 }
 
-/// The last check before the old column goes: every row that up() gives a value has one in
-/// the new column. A scan of the table, as the change's owner, beside the traffic.
-fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
+/// The rows of `table` that would still lack their value in the new column, and how that is
+/// told: `None` when every row is fine whatever it holds.
+fn missing_when(change: &Change, spec: &ExpandSpec) -> Option<String> {
     let column = quote(change.new_column.as_deref().or(change.column_name.as_deref()).unwrap_or_default());
-    let missing_when = if change.kind == "expand_column" {
-        format!("{column} IS NULL AND (\n{}\n) IS NOT NULL", spec.up)
+    if change.kind == "expand_column" {
+        Some(format!("{column} IS NULL AND (\n{}\n) IS NOT NULL", spec.up))
     } else if spec.not_null {
-        format!("{column} IS NULL")
+        Some(format!("{column} IS NULL"))
     } else {
-        return Ok(());
-    };
+        None
+    }
+}
+
+/// How many rows lack their value (with `any`: 1 as soon as one does), counted as the change's
+/// owner under the change's search_path.
+fn missing_rows(change: &Change, table: &Table, spec: &ExpandSpec, any: bool) -> i64 {
+    let Some(when) = missing_when(change, spec) else { return 0 };
     let guc = GucScope::new();
     if let Some(path) = &spec.search_path {
         guc.set("search_path", path);
     }
-    let missing = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {} WHERE {missing_when}", table.name))
-        .ok()
-        .flatten()
-        .unwrap_or(0);
+    let sql = if any {
+        format!("SELECT count(*) FROM (SELECT FROM {} WHERE {when} LIMIT 1) AS one", table.name)
+    } else {
+        format!("SELECT count(*) FROM {} WHERE {when}", table.name)
+    };
+    let missing = Spi::get_one::<i64>(&sql).ok().flatten().unwrap_or(0);
     drop(guc);
+    missing
+}
+
+/// The last check before the old column goes: every row that up() gives a value has one in
+/// the new column. A scan of the table, as the change's owner, beside the traffic.
+fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
+    let missing = missing_rows(change, table, spec, false);
     if missing == 0 {
         return Ok(());
     }
+    let column = quote(change.new_column.as_deref().or(change.column_name.as_deref()).unwrap_or_default());
+    let missing_when = missing_when(change, spec).unwrap_or_default();
     Err(Failure::new(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         format!("change {} cannot be contracted: {missing} rows of {} have no value in {column}", change.change, table.name),
