@@ -85,7 +85,7 @@ for want in ' had no row to fill; it is done' 'pg_migrate: contracting change ';
     [[ $out == *"$want"* ]] || { printf 'FAILED: migrate.mjs did not print: %s\n' "$want" >&2; exit 1; }
     echo "ok: printed: $want"
 done
-FRESH_CHANGE=$(PGDATABASE=fresh q "SELECT change FROM migrate.changes")
+FRESH_CHANGE=$(PGDATABASE=fresh q "SELECT change FROM migrate.all_changes")
 PGDATABASE=fresh q "CALL migrate.wait_change($FRESH_CHANGE)"
 PGDATABASE=fresh expect "SELECT phase FROM migrate.all_changes WHERE change = $FRESH_CHANGE" contracted
 PGDATABASE=fresh expect "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns
