@@ -309,3 +309,12 @@ $fn$;
 
 COMMENT ON FUNCTION migrate.status() IS
     'pg_migrate: one row per known version (baselines show state baseline; owner is the role it belongs to)';
+
+-- new: the compiled sync trigger of expand_column changes (src/expand/sync_row.rs); the changes
+-- opened before this update keep their generated PL/pgSQL functions
+CREATE FUNCTION migrate.sync_row() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pg_migrate_sync_row';
+
+COMMENT ON FUNCTION migrate.sync_row() IS
+    'pg_migrate: the compiled sync trigger of expand_column changes (not for use by hand)';

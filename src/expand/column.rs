@@ -79,7 +79,7 @@ pub fn expand(r: &Request) -> Result<i64> {
         r.backfill,
     )?;
     let change = changes::next_id();
-    let (function, trig) = trigger::create(&Sync {
+    let made = trigger::create(&Sync {
         change,
         table: &table,
         old: r.column,
@@ -89,8 +89,10 @@ pub fn expand(r: &Request) -> Result<i64> {
         old_default: old.default.as_deref(),
         backfill_job: job,
     })?;
-    run_generated("creating the sync trigger's function", &function)?;
-    run_generated(&format!("creating the sync trigger on {}", table.name), &trig)?;
+    if let Some(function) = &made.function {
+        run_generated("creating the sync trigger's function", function)?;
+    }
+    run_generated(&format!("creating the sync trigger on {}", table.name), &made.triggers)?;
 
     let spec = ExpandSpec {
         old_type: old.type_sql.clone(),

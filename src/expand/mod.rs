@@ -14,6 +14,7 @@ mod objects;
 mod rebuild;
 pub(crate) mod rewrite;
 mod spec;
+mod sync_row;
 mod trigger;
 
 #[cfg(any(test, feature = "pg_test"))]
