@@ -52,15 +52,15 @@ pub struct Made {
 /// The compiled trigger (`migrate.sync_row`, see sync_row.rs) when the expressions allow it and
 /// `migrate.compiled_sync_trigger` is on; otherwise a generated PL/pgSQL function.
 pub fn create(s: &Sync) -> Result<Made> {
+    // The schemas the caller's names resolve in now ("$user" resolved for the caller, not for
+    // each writer, who could otherwise put a schema of their own in front).
+    let search_path = pgrx::Spi::get_one::<String>(
+        "SELECT coalesce(pg_catalog.string_agg(pg_catalog.quote_ident(s), ', '), '') FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) AS s",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
     if crate::gucs::compiled_sync_trigger() && crate::catalog::has_0_3_objects() {
-        // The schemas the caller's names resolve in now ("$user" resolved for the caller, not
-        // for each writer, who could otherwise put a schema of their own in front).
-        let search_path = pgrx::Spi::get_one::<String>(
-            "SELECT coalesce(pg_catalog.string_agg(pg_catalog.quote_ident(s), ', '), '') FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) AS s",
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
         let args = Args {
             change: s.change,
             backfill_job: s.backfill_job,
@@ -75,14 +75,13 @@ pub fn create(s: &Sync) -> Result<Made> {
             return Ok(Made { function: None, triggers: triggers_sql(s, &args.call()) });
         }
     }
-    let (function, triggers) = plpgsql(s)?;
+    let (function, triggers) = plpgsql(s, &search_path)?;
     Ok(Made { function: Some(function), triggers })
 }
 
-/// CREATE FUNCTION, and the CREATE TRIGGER statements. The function keeps the search_path of the
-/// session that made the change (SET ... FROM CURRENT): `up` and `down` resolve their names as
-/// they did when they were checked.
-fn plpgsql(s: &Sync) -> Result<(String, String)> {
+/// CREATE FUNCTION, and the CREATE TRIGGER statements. The function pins `search_path`, the
+/// schemas `up` and `down` were checked in: they resolve their names as they did then.
+fn plpgsql(s: &Sync, search_path: &str) -> Result<(String, String)> {
     let (old, new) = (quote(s.old), quote(s.new));
     let up = over_new(s.up, "up")?;
     let down = over_new(s.down, "down")?;
@@ -122,7 +121,8 @@ END
     );
     let tag = dollar_tag(&body, s.change);
     let function = format!(
-        "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS {tag}{body}{tag}",
+        "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SET search_path TO '{path}' AS {tag}{body}{tag}",
+        path = search_path.replace('\'', "''"),
         name = function_name(s.table, s.change),
     );
     Ok((function, triggers_sql(s, &format!("{}()", function_name(s.table, s.change)))))
