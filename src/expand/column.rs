@@ -42,7 +42,7 @@ pub fn expand(r: &Request) -> Result<i64> {
             .hint("Pass new_name => 'new name' to rename the column, new_type => 'bigint' to change its type."));
     }
     let new_type = match r.new_type {
-        Some(t) => super::spec::type_name(t)?,
+        Some(t) => keep_collation(&table, &old, super::spec::type_name(t)?),
         None => old.type_sql.clone(),
     };
     // A type change alone still needs a second column while both versions run; it takes the
@@ -123,6 +123,31 @@ pub fn expand(r: &Request) -> Result<i64> {
         quote(&trigger::trigger_name(change))
     ));
     Ok(change)
+}
+
+/// `new_type` with the old column's collation when the old one had a collation other than its
+/// type's default, the new type is collatable and names no collation itself: changing the type
+/// must not change how the column sorts and compares (a later ALTER to fix it would rewrite).
+fn keep_collation(table: &Table, old: &Column, new_type: String) -> String {
+    if super::spec::has_collate(&new_type) {
+        return new_type;
+    }
+    let collate = Spi::get_one_with_args::<String>(
+        "SELECT ' COLLATE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(co.collname)
+           FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+           JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+           JOIN pg_catalog.pg_namespace n ON n.oid = co.collnamespace
+          WHERE a.attrelid = $1 AND a.attnum = $2 AND a.attcollation <> t.typcollation
+            AND (SELECT nt.typcollation FROM pg_catalog.pg_type nt WHERE nt.oid = pg_catalog.to_regtype($3)) <> 0",
+        &[table.oid.into(), old.attnum.into(), new_type.as_str().into()],
+    )
+    .ok()
+    .flatten();
+    match collate {
+        Some(c) => format!("{new_type}{c}"),
+        None => new_type,
+    }
 }
 
 /// The user's expression, checked to be exactly one expression, or the default one.
