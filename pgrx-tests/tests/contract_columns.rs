@@ -267,7 +267,7 @@ fn simple(c: &mut Client, extra: &str) -> i64 {
         ),
     );
     let change: i64 = one(c, "SELECT migrate.expand_column('t', 'a', new_name => 'b', new_type => 'bigint', backfill => '{\"sleep_ms\": 0}')");
-    wait_backfill(c, change);
+    exec(c, &format!("CALL migrate.wait_change({change}, '120 seconds')"));
     change
 }
 
@@ -283,7 +283,8 @@ fn refused(c: &mut Client, change: i64, code: &str, names: &str) -> (String, Str
     let plan: String = one(c, &format!("SELECT migrate.contract_plan({change})"));
     assert!(plan.starts_with("cannot contract") && plan.contains(names), "{plan}");
     assert_eq!(catalog(c, "t"), before, "nothing changed");
-    assert_eq!(phase(c, change), "open");
+    let open: String = one(c, &format!("SELECT phase FROM migrate.changes WHERE change = {change}"));
+    assert_eq!(open, "ready to contract", "the change is still open");
     let jobs_after: i64 = one(c, "SELECT count(*) FROM migrate.jobs");
     assert_eq!(jobs_after, jobs, "no job queued");
     e
@@ -323,4 +324,61 @@ fn contract_refuses_triggers_rules_and_unknown_dependents_by_name() {
     assert_eq!(phase(&mut c, change), "contracted");
     let columns = rows(&mut c, "SELECT attname::text FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum");
     assert_eq!(columns, vec!["id", "note", "b"]);
+}
+
+#[test]
+fn contract_refuses_a_publication_the_changes_owner_does_not_own() {
+    let (pg, mut admin) = app();
+    exec(
+        &mut admin,
+        "CREATE ROLE deployer LOGIN;
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA migrate TO deployer;
+         GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA migrate TO deployer;
+         GRANT CREATE ON SCHEMA public TO deployer;
+         GRANT CREATE ON DATABASE app TO deployer;",
+    );
+    let mut c = pg.connect_as("app", "deployer");
+    let change = simple(&mut c, "");
+    exec(&mut admin, "CREATE PUBLICATION t_pub FOR TABLE t (id, a) WHERE (a > 0)");
+    let e = refused(&mut c, change, "42501", "publication \"t_pub\"");
+    assert!(e.1.contains("belongs to role \"postgres\""), "{e:?}");
+    exec(&mut admin, "ALTER PUBLICATION t_pub OWNER TO deployer");
+    let plan: String = one(&mut c, &format!("SELECT migrate.contract_plan({change})"));
+    assert!(plan.contains("publication \"t_pub\"'s column list and row filter"), "{plan}");
+    let job: i64 = one(&mut c, &format!("SELECT migrate.contract({change})"));
+    wait_job(&mut c, job, 120);
+    let published = rows(&mut c, "SELECT attnames::text || ' ' || rowfilter FROM pg_publication_tables WHERE pubname = 't_pub'");
+    assert_eq!(published, vec!["{id,b} (b > 0)"]);
+}
+
+#[test]
+fn expand_column_keeps_a_non_default_collation_when_the_new_type_is_collatable() {
+    let (_pg, mut c) = app();
+    exec(
+        &mut c,
+        "CREATE TABLE c1 (id int PRIMARY KEY, code text COLLATE \"C\", tag text COLLATE \"C\", plain text);
+         INSERT INTO c1 SELECT g, g::text, 't' || g, 'p' FROM generate_series(1, 100) g;",
+    );
+    let collation = |c: &mut Client, column: &str| -> String {
+        one(c, &format!("SELECT attcollation::regcollation::text FROM pg_attribute WHERE attrelid = 'c1'::regclass AND attname = '{column}'"))
+    };
+    let cases = [
+        // (column, new_type, the new column's collation)
+        ("tag", "varchar(10)", "\"C\""),
+        ("tag", "varchar(10) COLLATE \"POSIX\"", "\"POSIX\""),
+        ("code", "bigint", "-"),
+        ("plain", "varchar(10)", "\"default\""),
+    ];
+    for (column, new_type, want) in cases {
+        let change: i64 = c
+            .query_one(
+                "SELECT migrate.expand_column('c1', $1, new_type => $2, backfill => '{\"manual\": true}')",
+                &[&column, &new_type],
+            )
+            .unwrap_or_else(|e| panic!("{column} → {new_type}: {e}"))
+            .get(0);
+        assert_eq!(collation(&mut c, &format!("{column}_new")), want, "{column} → {new_type}");
+        let aborted: String = one(&mut c, &format!("SELECT migrate.abort({change})"));
+        assert_eq!(aborted, "aborted");
+    }
 }

@@ -158,6 +158,7 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
     let column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
     let mut last = Vec::new();
     let mut relist = Vec::new();
+    let mut carried = Vec::new();
     if change.kind == "expand_column" {
         let old_name = change.column_name.clone().unwrap_or_default();
         let old = table.column(&old_name)?;
@@ -174,10 +175,7 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
         if spec.final_name != column {
             last.push(format!("rename {} to {}", quote(&column), quote(&spec.final_name)));
         }
-        let carried = carry::carry(id, table, &old_name, &column, &spec.final_name)?.said;
-        if !carried.is_empty() {
-            last.push(format!("carry to the new column: {}", carried.join(", ")));
-        }
+        carried = carry::carry(id, table, &old_name, &column, &spec.final_name)?.said;
     }
     if spec.not_null {
         let check = format!("migrate_{id}_not_null");
@@ -200,6 +198,9 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
         }
         if !plan.swap.indexes.is_empty() || !plan.swap.constraints.is_empty() {
             last.push("give the new indexes and constraints their old names".to_string());
+        }
+        if !carried.is_empty() {
+            last.push(format!("carry to the new column: {}", carried.join(", ")));
         }
     }
     if !last.is_empty() {
