@@ -185,7 +185,11 @@ fn contract_carries_grants_comment_settings_replica_identity_publication_and_sta
     // The new column keeps the old one's collation: varchar(320) COLLATE "C".
     let collation: String = one(&mut c, "SELECT attcollation::regcollation::text FROM pg_attribute WHERE attrelid = 'acct'::regclass AND attname = 'login'");
     assert_eq!(collation, "\"C\"");
+    // The new column has the old one's grants from the expand on: the reader may use it now.
+    let acl: String = one(&mut c, "SELECT attacl::text FROM pg_attribute WHERE attrelid = 'acct'::regclass AND attname = 'login'");
+    assert_eq!(acl, "{reader=rw/postgres,auditor=x*/postgres}");
     writers.push(writer(&pg, "postgres", 2, "login", "login", stop.clone(), count.clone()));
+    writers.push(writer(&pg, "reader", 3, "login", "login", stop.clone(), count.clone()));
     wait_backfill(&mut c, change);
 
     let plan: String = one(&mut c, &format!("SELECT migrate.contract_plan({change})"));
@@ -381,4 +385,57 @@ fn expand_column_keeps_a_non_default_collation_when_the_new_type_is_collatable()
         let aborted: String = one(&mut c, &format!("SELECT migrate.abort({change})"));
         assert_eq!(aborted, "aborted");
     }
+}
+
+#[test]
+fn contract_carries_on_a_partitioned_table_and_refuses_a_partitions_own_grant() {
+    let (_pg, mut c) = app();
+    exec(
+        &mut c,
+        "CREATE TABLE ev (id bigint, kind text NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         INSERT INTO ev SELECT g, 'k' || (g % 7), date '2024-01-01' + (g % 700) FROM generate_series(1, 5000) g;
+         CREATE ROLE viewer;
+         GRANT SELECT (id, kind) ON ev TO viewer;
+         COMMENT ON COLUMN ev.kind IS 'event kind';
+         ALTER TABLE ev ALTER COLUMN kind SET STATISTICS 200;
+         CREATE STATISTICS ev_kind_at ON kind, at FROM ev;
+         CREATE PUBLICATION ev_pub FOR TABLE ev (id, kind, at) WHERE (kind <> 'noise')
+                WITH (publish_via_partition_root = true, publish = 'insert');
+         GRANT SELECT (kind) ON ev_2024 TO viewer;",
+    );
+    let change: i64 = one(&mut c, "SELECT migrate.expand_column('ev', 'kind', new_name => 'event_kind', backfill => '{\"sleep_ms\": 0}')");
+    wait_backfill(&mut c, change);
+    let e = fails(&mut c, &format!("SELECT migrate.contract({change})"));
+    assert_eq!(e.0, "2BP01", "{e:?}");
+    assert!(e.2.contains("privileges on column kind of partition public.ev_2024"), "{e:?}");
+    assert_eq!(phase(&mut c, change), "open");
+    exec(&mut c, "REVOKE SELECT (kind) ON ev_2024 FROM viewer");
+    let job: i64 = one(&mut c, &format!("SELECT migrate.contract({change})"));
+    wait_job(&mut c, job, 120);
+    assert_eq!(phase(&mut c, change), "contracted");
+    let column: Vec<String> = rows(
+        &mut c,
+        "SELECT attrelid::regclass || ' ' || attname || ' acl=' || coalesce(attacl::text, '-') || ' stattarget=' || attstattarget
+                || ' comment=' || coalesce(col_description(attrelid, attnum), '-')
+           FROM pg_attribute WHERE attname = 'event_kind' ORDER BY 1",
+    );
+    assert_eq!(
+        column,
+        vec![
+            "ev event_kind acl={viewer=r/postgres} stattarget=200 comment=event kind",
+            "ev_2024 event_kind acl=- stattarget=200 comment=-",
+            "ev_2025 event_kind acl=- stattarget=200 comment=-",
+        ]
+    );
+    let published = rows(
+        &mut c,
+        "SELECT (SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = prrelid AND attnum = ANY (prattrs))
+                || ' ' || pg_get_expr(prqual, prrelid)
+           FROM pg_publication_rel WHERE prrelid = 'ev'::regclass",
+    );
+    assert_eq!(published, vec!["id,at,event_kind (event_kind <> 'noise'::text)"]);
+    let statistics = rows(&mut c, "SELECT pg_get_statisticsobjdef(oid) FROM pg_statistic_ext WHERE stxrelid = 'ev'::regclass");
+    assert_eq!(statistics, vec!["CREATE STATISTICS public.ev_kind_at ON at, event_kind FROM ev"]);
 }

@@ -103,6 +103,14 @@ fn refuse_uncarried(change: i64, table: &Table, old: &str) -> Result<()> {
              LEFT JOIN pg_catalog.pg_attribute ga ON ga.attrelid = ad.adrelid AND ga.attnum = ad.adnum
             WHERE d.deptype <> 'i'
            UNION ALL
+           -- Privileges and comments on a partition's own column (GRANT and COMMENT on the
+           -- partitioned table do not reach its partitions; contract carries the table's).
+           SELECT 'other', pg_catalog.format('%s on column %I of partition %s',
+                                             CASE WHEN a.attacl IS NOT NULL THEN 'privileges' ELSE 'the comment' END,
+                                             a.attname, rels.rel::pg_catalog.regclass)
+             FROM rels JOIN pg_catalog.pg_attribute a ON a.attrelid = rels.rel AND a.attnum = rels.attnum
+            WHERE rels.rel <> $1 AND (a.attacl IS NOT NULL OR pg_catalog.col_description(rels.rel, rels.attnum) IS NOT NULL)
+           UNION ALL
            -- A partition's replica identity index is the partition's own setting.
            SELECT 'replica', pg_catalog.format('replica identity index %I of partition %s', ic.relname, i.indrelid::pg_catalog.regclass)
              FROM rels JOIN pg_catalog.pg_index i ON i.indrelid = rels.rel AND i.indisreplident
@@ -211,9 +219,26 @@ fn publications(table: &Table, old: &str, attnum: i16, new: &str, out: &mut Carr
 
 /// Column privileges, granted again by the table's owner (PostgreSQL 15 grants only as the
 /// current user or the owner it acts for: a grant first made by another grantor is the owner's
-/// afterwards, which contract_plan says).
+/// afterwards, which contract_plan says). Expand grants them on the new column too, so that the
+/// application version that uses it may while the change is open; the swap grants again what
+/// was granted since.
 fn grants(table: &Table, attnum: i16, final_name: &str, out: &mut Carried) {
-    let found = rows(
+    let found = grant_rows(table, attnum, final_name);
+    if found.is_empty() {
+        return;
+    }
+    out.after.extend(found.iter().filter_map(|r| r[0].clone()));
+    let said: Vec<String> = found.iter().filter_map(|r| r[1].clone()).collect();
+    out.said.push(format!("column grants ({})", said.join(", ")));
+}
+
+/// The GRANT statements that give column `to` of `table` the privileges of column `attnum`.
+pub fn grant_sql(table: &Table, attnum: i16, to: &str) -> Vec<String> {
+    grant_rows(table, attnum, to).into_iter().filter_map(|r| r[0].clone()).collect()
+}
+
+fn grant_rows(table: &Table, attnum: i16, final_name: &str) -> Vec<Vec<Option<String>>> {
+    rows(
         "SELECT pg_catalog.format('GRANT %s (%I) ON %s TO %s%s', x.privilege_type, $3, $4,
                                   CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) END,
                                   CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END),
@@ -227,13 +252,7 @@ fn grants(table: &Table, attnum: i16, final_name: &str, out: &mut Carried) {
           WHERE a.attrelid = $1 AND a.attnum = $2
           ORDER BY x.grantee, x.privilege_type",
         &[table.oid.into(), attnum.into(), final_name.into(), table.name.as_str().into()],
-    );
-    if found.is_empty() {
-        return;
-    }
-    out.after.extend(found.iter().filter_map(|r| r[0].clone()));
-    let said: Vec<String> = found.iter().filter_map(|r| r[1].clone()).collect();
-    out.said.push(format!("column grants ({})", said.join(", ")));
+    )
 }
 
 /// The comment, SET STATISTICS, n_distinct options, storage and compression. Storage and

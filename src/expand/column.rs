@@ -69,6 +69,11 @@ pub fn expand(r: &Request) -> Result<i64> {
         add.push_str(&format!(", ALTER COLUMN {} DROP DEFAULT", quote(r.column)));
     }
     run_generated(&format!("adding column {} to {}", quote(&new), table.name), &add)?;
+    // Roles with privileges on the old column only get them on the new one, for the application
+    // version that uses it; abort drops them with the column.
+    for grant in with_pinned_search_path(|| super::carry::grant_sql(&table, old.attnum, &new)) {
+        run_generated(&format!("granting the privileges of {} on {}", quote(r.column), quote(&new)), &grant)?;
+    }
     try_expression(&table, &down, "down", &old, &old.type_sql, r.down.is_none())?;
 
     let job = crate::backfill::api::start_on(
