@@ -168,7 +168,7 @@ fn refuse_uncarried(change: i64, table: &Table, old: &str) -> Result<()> {
 fn publications(table: &Table, old: &str, attnum: i16, new: &str, out: &mut Carried) -> Result<()> {
     let found = rows(
         "SELECT p.pubname::text, pg_catalog.pg_get_expr(pr.prqual, pr.prrelid),
-                (SELECT pg_catalog.array_to_string(pg_catalog.array_agg(pg_catalog.quote_ident(a.attname) ORDER BY k.n), chr(1))
+                (SELECT pg_catalog.array_to_string(pg_catalog.array_agg(a.attname::text ORDER BY k.n), chr(1))
                    FROM pg_catalog.unnest(pr.prattrs::pg_catalog.int2[]) WITH ORDINALITY k(attnum, n)
                    JOIN pg_catalog.pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = k.attnum),
                 pg_catalog.pg_has_role(p.pubowner, 'USAGE')::text, pg_catalog.pg_get_userbyid(p.pubowner)::text
@@ -195,8 +195,13 @@ fn publications(table: &Table, old: &str, attnum: i16, new: &str, out: &mut Carr
         }
         let mut spec = table.name.clone();
         if let Some(list) = &r[2] {
-            let old_quoted = quote(old);
-            let columns: Vec<String> = list.split('\u{1}').map(|c| if *c == old_quoted || c == old { quote(new) } else { c.to_string() }).collect();
+            let mut columns: Vec<String> = Vec::new();
+            // The new column may be listed already (added to the publication while the change was open).
+            for c in list.split('\u{1}').map(|c| quote(if c == old { new } else { c })) {
+                if !columns.contains(&c) {
+                    columns.push(c);
+                }
+            }
             spec.push_str(&format!(" ({})", columns.join(", ")));
         }
         if let Some(filter) = &r[1] {
@@ -256,20 +261,23 @@ fn grant_rows(table: &Table, attnum: i16, final_name: &str) -> Vec<Vec<Option<St
 }
 
 /// The comment, SET STATISTICS, n_distinct options, storage and compression. Storage and
-/// compression only where the new type has them (a fixed-size type is PLAIN only).
+/// compression only where the new type has them (a fixed-size type is PLAIN only). What was set
+/// on the new column itself while the change was open is kept.
 fn settings(table: &Table, attnum: i16, new: &str, final_name: &str, out: &mut Carried) {
     let found = rows(
         "SELECT CASE WHEN pg_catalog.col_description($1, $2) IS NOT NULL
+                      AND pg_catalog.col_description($1, n.attnum) IS NULL
                      THEN pg_catalog.format('COMMENT ON COLUMN %s.%I IS %L', $4, $5, pg_catalog.col_description($1, $2)) END,
-                CASE WHEN coalesce(o.attstattarget::int, -1) <> -1 AND coalesce(o.attstattarget::int, -1) <> coalesce(n.attstattarget::int, -1)
+                CASE WHEN coalesce(o.attstattarget::int, -1) <> -1 AND coalesce(n.attstattarget::int, -1) = -1
                      THEN pg_catalog.format('ALTER COLUMN %I SET STATISTICS %s', $5, o.attstattarget) END,
                 (SELECT pg_catalog.format('ALTER COLUMN %I SET (%s)', $5, pg_catalog.string_agg(pg_catalog.format('%s = %s', option_name, option_value), ', '))
                    FROM pg_catalog.pg_options_to_table(o.attoptions) WHERE option_name IN ('n_distinct', 'n_distinct_inherited')
+                    AND option_name NOT IN (SELECT option_name FROM pg_catalog.pg_options_to_table(n.attoptions))
                  HAVING count(*) > 0),
-                CASE WHEN o.attstorage <> ot.typstorage AND nt.typstorage <> 'p' AND o.attstorage <> n.attstorage
+                CASE WHEN o.attstorage <> ot.typstorage AND nt.typstorage <> 'p' AND n.attstorage = nt.typstorage AND o.attstorage <> n.attstorage
                      THEN pg_catalog.format('ALTER COLUMN %I SET STORAGE %s', $5,
                               CASE o.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END) END,
-                CASE WHEN o.attcompression::text <> '' AND nt.typlen = -1 AND o.attcompression::text <> n.attcompression::text
+                CASE WHEN o.attcompression::text <> '' AND nt.typlen = -1 AND n.attcompression::text = ''
                      THEN pg_catalog.format('ALTER COLUMN %I SET COMPRESSION %s', $5,
                               CASE o.attcompression WHEN 'l' THEN 'lz4' ELSE 'pglz' END) END
            FROM pg_catalog.pg_attribute o
@@ -339,12 +347,13 @@ fn statistics(table: &Table, old: &str, attnum: i16, final_name: &str, out: &mut
     );
     for r in found {
         let name = r[0].clone().unwrap_or_default();
-        let mut items: Vec<String> = r[1]
-            .iter()
-            .flat_map(|l| l.split('\u{1}'))
-            .filter(|c| !c.is_empty())
-            .map(|c| quote(if c == old { final_name } else { c }))
-            .collect();
+        let mut items: Vec<String> = Vec::new();
+        // The new column may be in it already (statistics created while the change was open).
+        for c in r[1].iter().flat_map(|l| l.split('\u{1}')).filter(|c| !c.is_empty()).map(|c| quote(if c == old { final_name } else { c })) {
+            if !items.contains(&c) {
+                items.push(c);
+            }
+        }
         for expr in r[2].iter().flat_map(|l| l.split('\u{1}')).filter(|e| !e.is_empty()) {
             let moved = rewrite::rename(expr, old, final_name)?.ok_or_else(|| {
                 Failure::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, format!("statistics object {name} cannot be moved to the new column"))
