@@ -51,12 +51,13 @@ fn catalog(c: &mut Client, t: &str) -> Vec<String> {
             "SELECT line FROM (
                SELECT format('column %s %s collation=%s notnull=%s storage=%s compression=%s stattarget=%s options=%s acl=%s comment=%s',
                              a.attname, format_type(a.atttypid, a.atttypmod), a.attcollation::regcollation, a.attnotnull, a.attstorage,
-                             nullif(a.attcompression::text, ''), a.attstattarget,
+                             nullif(a.attcompression::text, ''), coalesce(a.attstattarget::int, -1),
                              (SELECT string_agg(o, ',' ORDER BY o) FROM unnest(a.attoptions) o WHERE o NOT LIKE 'pg\\_attver=%'),
                              a.attacl, col_description(a.attrelid, a.attnum)) AS line
                  FROM pg_attribute a WHERE a.attrelid = '{t}'::regclass AND a.attnum > 0 AND NOT a.attisdropped
                UNION ALL
                SELECT format('constraint %s %s', conname, pg_get_constraintdef(oid)) FROM pg_constraint WHERE conrelid = '{t}'::regclass
+                  AND contype <> 'n' -- 18's NOT NULL rows: notnull= of the columns says it
                UNION ALL
                SELECT format('index %s valid=%s replident=%s', pg_get_indexdef(indexrelid), indisvalid, indisreplident)
                  FROM pg_index WHERE indrelid = '{t}'::regclass
@@ -67,7 +68,7 @@ fn catalog(c: &mut Client, t: &str) -> Vec<String> {
                UNION ALL
                SELECT format('rule %s', pg_get_ruledef(oid)) FROM pg_rewrite WHERE ev_class = '{t}'::regclass
                UNION ALL
-               SELECT format('statistics %s target=%s comment=%s', pg_get_statisticsobjdef(oid), stxstattarget,
+               SELECT format('statistics %s target=%s comment=%s', pg_get_statisticsobjdef(oid), coalesce(stxstattarget::int, -1),
                              obj_description(oid, 'pg_statistic_ext'))
                  FROM pg_statistic_ext WHERE stxrelid = '{t}'::regclass
                UNION ALL
@@ -417,7 +418,7 @@ fn contract_carries_on_a_partitioned_table_and_refuses_a_partitions_own_grant() 
     assert_eq!(phase(&mut c, change), "contracted");
     let column: Vec<String> = rows(
         &mut c,
-        "SELECT attrelid::regclass || ' ' || attname || ' acl=' || coalesce(attacl::text, '-') || ' stattarget=' || attstattarget
+        "SELECT attrelid::regclass || ' ' || attname || ' acl=' || coalesce(attacl::text, '-') || ' stattarget=' || coalesce(attstattarget::int, -1)
                 || ' comment=' || coalesce(col_description(attrelid, attnum), '-')
            FROM pg_attribute WHERE attname = 'event_kind' ORDER BY 1",
     );
