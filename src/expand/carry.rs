@@ -145,7 +145,7 @@ fn refuse_uncarried(change: i64, table: &Table, old: &str) -> Result<()> {
         )
         .detail(format!("{} (in UPDATE OF or WHEN); DROP COLUMN would refuse.", triggers.join(", ")))
         .hint(format!(
-            "Nothing was changed. Recreate each trigger without {} in UPDATE OF and WHEN (CREATE OR REPLACE TRIGGER; the sync trigger keeps both columns equal, so a WHEN on the new column sees the same values), then contract again.",
+            "Nothing was changed. Recreate each trigger without {} (CREATE OR REPLACE TRIGGER naming the new column; an AFTER trigger sees it set by the sync trigger, a BEFORE one may not), or drop it and create it again after the contract; then contract again.",
             quote(old)
         )));
     }
