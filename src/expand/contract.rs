@@ -6,6 +6,7 @@
 //! transaction: drop the trigger, its function and the old column, rename, SET NOT NULL,
 //! SET DEFAULT, attach PRIMARY KEY / UNIQUE constraints to their new indexes, rename the copies.
 
+use super::carry;
 use super::facts::{self, Table};
 use super::rebuild;
 use super::rewrite::quote;
@@ -178,6 +179,7 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
     let column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
     let mut last = Vec::new();
     let mut relist = Vec::new();
+    let mut carried = Vec::new();
     if change.kind == "expand_column" {
         let old_name = change.column_name.clone().unwrap_or_default();
         let old = table.column(&old_name)?;
@@ -194,6 +196,7 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
         if spec.final_name != column {
             last.push(format!("rename {} to {}", quote(&column), quote(&spec.final_name)));
         }
+        carried = carry::carry(id, table, &old_name, &column, &spec.final_name)?.said;
     }
     if spec.not_null {
         let check = format!("migrate_{id}_not_null");
@@ -216,6 +219,9 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
         }
         if !plan.swap.indexes.is_empty() || !plan.swap.constraints.is_empty() {
             last.push("give the new indexes and constraints their old names".to_string());
+        }
+        if !carried.is_empty() {
+            last.push(format!("carry to the new column: {}", carried.join(", ")));
         }
     }
     if !last.is_empty() {
@@ -241,12 +247,17 @@ fn finish_as_owner(change: Change) -> Result<()> {
     let swap = spec.contract.clone().unwrap_or_default();
     let mut column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
     let mut statements = Vec::new();
+    let mut carried = carry::Carried::default();
     if change.kind == "expand_column" {
+        // Read before anything changes: what hangs on the old column now, this job's grants too.
+        let old = change.column_name.as_deref().unwrap_or_default();
+        carried = with_pinned_search_path(|| carry::carry(id, &table, old, &column, &spec.final_name))?;
         statements.push(trigger::drop_sql(&table, id));
         // A serial column's sequence belongs to it and would be dropped with it.
         for sequence in owned_sequences(&table, change.column_name.as_deref().unwrap_or_default()) {
             statements.push(format!("ALTER SEQUENCE {sequence} OWNED BY {}.{}", table.name, quote(&column)));
         }
+        statements.append(&mut carried.before_drop);
         statements.push(format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(change.column_name.as_deref().unwrap_or_default())));
         if spec.final_name != column {
             statements.push(format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(&column), quote(&spec.final_name)));
@@ -280,6 +291,7 @@ fn finish_as_owner(change: Change) -> Result<()> {
     for c in &swap.constraints {
         statements.push(format!("ALTER TABLE {} RENAME CONSTRAINT {} TO {}", table.name, quote(&c.temporary), quote(&c.name)));
     }
+    statements.append(&mut carried.after);
     for statement in &statements {
         Spi::run(statement).map_err(|e| Failure::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
     }

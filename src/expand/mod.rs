@@ -7,6 +7,7 @@
 mod abort;
 mod add;
 pub mod api;
+mod carry;
 mod column;
 mod contract;
 mod facts;
