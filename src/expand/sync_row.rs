@@ -264,8 +264,8 @@ unsafe fn running(fcinfo: pg_sys::FunctionCallInfo, td: &pg_sys::TriggerData) ->
         let previous = pg_sys::MemoryContextSwitchTo(flinfo.fn_mcxt);
         let run = pg_sys::palloc0(std::mem::size_of::<Running>()) as *mut Running;
         let desc = (*td.tg_relation).rd_att;
-        let (old_type, old_collation) = attribute_type(desc, loaded.old);
-        let (new_type, new_collation) = attribute_type(desc, loaded.new);
+        let (old_type, old_collation) = attribute_type(loaded.relid, loaded.old);
+        let (new_type, new_collation) = attribute_type(loaded.relid, loaded.new);
         run.write(Running {
             tgoid,
             old: loaded.old,
@@ -362,11 +362,11 @@ unsafe fn column_number(relid: Oid, name: &str) -> i16 {
     n
 }
 
-unsafe fn attribute_type(desc: pg_sys::TupleDesc, attnum: i16) -> (Oid, Oid) {
-    unsafe {
-        let attr = (*desc).attrs.as_ptr().add(attnum as usize - 1);
-        ((*attr).atttypid, (*attr).attcollation)
-    }
+/// The column's type and collation.
+unsafe fn attribute_type(relid: Oid, attnum: i16) -> (Oid, Oid) {
+    let (mut type_oid, mut typmod, mut collation) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+    unsafe { pg_sys::get_atttypetypmodcoll(relid, attnum, &mut type_oid, &mut typmod, &mut collation) };
+    (type_oid, collation)
 }
 
 /// The type's `=`, as IS DISTINCT FROM uses it.
