@@ -318,3 +318,52 @@ AS 'MODULE_PATHNAME', 'pg_migrate_sync_row';
 
 COMMENT ON FUNCTION migrate.sync_row() IS
     'pg_migrate: the compiled sync trigger of expand_column changes (not for use by hand)';
+
+-- new: migrate.progress says what a running backfill waits for (a replica whose replay lags), and
+-- the progress line too
+ALTER TABLE migrate.all_backfills ADD COLUMN waiting_for text;
+
+CREATE OR REPLACE VIEW migrate.progress WITH (security_barrier) AS
+SELECT j.job,
+       b.relation                              AS "table",
+       j.state,
+       b.rows_done,
+       b.rows_estimated,
+       pg_catalog.round(CASE
+           WHEN j.state = 'done' THEN 100
+           WHEN b.walk = 'ctid' THEN 100.0 * coalesce(b.cursor[1]::bigint, 0)
+                                           / GREATEST(b.upper_bound[1]::bigint, 1)
+           ELSE LEAST(99.9, 100.0 * b.rows_scanned / GREATEST(b.rows_estimated, b.rows_scanned, 1))
+       END, 1)                                 AS percent,
+       pg_catalog.round(b.rows_per_second)::bigint AS rows_per_second,
+       CASE WHEN j.state IN ('queued', 'running') AND b.rows_per_second > 0 THEN
+           pg_catalog.make_interval(secs => pg_catalog.round(
+               GREATEST(b.rows_estimated - b.rows_scanned, 0) / b.rows_per_second))
+       END                                     AS eta,
+       b.batch_size,
+       j.last_error,
+       b.last_batch_at,
+       b.rows_scanned,
+       b.batches,
+       b.walk,
+       b.manual,
+       b.assignments,
+       b.filter,
+       CASE WHEN j.state IN ('queued', 'running') THEN b.waiting_for END AS waiting_for
+  FROM migrate.all_backfills b
+  JOIN migrate.jobs j ON j.job = b.job;
+
+CREATE OR REPLACE FUNCTION migrate.progress_line(job bigint) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT format('pg_migrate: backfill job %s on %s is %s: %s rows updated, %s%% of ~%s rows%s%s%s%s',
+              p.job, p."table", p.state, p.rows_done, p.percent, p.rows_estimated,
+              ', ' || p.rows_per_second || ' rows/s',
+              ', about ' || p.eta || ' left',
+              ', batch size ' || p.batch_size,
+              '; waiting: ' || p.waiting_for)
+  FROM migrate.progress p
+ WHERE p.job = progress_line.job
+$fn$;
+

@@ -38,7 +38,7 @@ pub fn run(job: i64, seats: &Seats) {
             b.pace.max_replica_lag_ms,
             || match in_transaction(|| {
                 jobs::heartbeat(job);
-                matches!(jobs::state(job).as_deref(), Some("queued" | "running")).then(throttle::replica_lag_ms)
+                matches!(jobs::state(job).as_deref(), Some("queued" | "running")).then(throttle::worst_replica)
             }) {
                 Ok(lag) => lag,
                 Err(caught) => {
@@ -47,6 +47,10 @@ pub fn run(job: i64, seats: &Seats) {
                 }
             },
             nap,
+            |why| {
+                // What progress shows; a failure to say it must not stop the job.
+                let _ = in_transaction(|| backfills::set_waiting(job, why));
+            },
         );
         if let Some(caught) = interrupted {
             return stopped(caught);

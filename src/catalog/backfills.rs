@@ -169,6 +169,18 @@ pub struct Done<'a> {
     pub finished: bool,
 }
 
+/// What the backfill waits for now (a replica that lags), or None: shown by migrate.progress.
+/// Not recorded while the database still has pg_migrate 0.2.0's tables.
+pub fn set_waiting(job: i64, why: Option<&str>) {
+    if !crate::catalog::has_0_3_objects() {
+        return;
+    }
+    as_extension_owner(|| {
+        Spi::run_with_args("UPDATE migrate.all_backfills SET waiting_for = $2 WHERE job = $1", &[job.into(), why.into()])
+            .expect("record what the backfill waits for")
+    })
+}
+
 pub fn record_batch(job: i64, d: &Done) {
     as_extension_owner(|| {
         Spi::run_with_args(

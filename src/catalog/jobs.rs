@@ -174,21 +174,9 @@ pub fn settled_state(job: i64) -> Option<String> {
 }
 
 /// Whether migrate.all_jobs has last_sqlstate (0.3.0): a new library runs against the 0.2.0
-/// schema until ALTER EXTENSION UPDATE, and its workers must go on meanwhile. Once seen, it stays.
+/// schema until ALTER EXTENSION UPDATE, and its workers must go on meanwhile.
 pub fn sqlstate_kept() -> bool {
-    static KEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if KEPT.load(std::sync::atomic::Ordering::Relaxed) {
-        return true;
-    }
-    let kept = Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute
-                         WHERE attrelid = pg_catalog.to_regclass('migrate.all_jobs') AND attname = 'last_sqlstate' AND NOT attisdropped)",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
-    KEPT.store(kept, std::sync::atomic::Ordering::Relaxed);
-    kept
+    crate::catalog::has_0_3_objects()
 }
 
 /// The assignment that clears a job's last SQLSTATE, when the schema has one.
