@@ -123,3 +123,44 @@ fn a_backfill_waits_while_a_replica_lags_and_goes_on_when_it_catches_up() {
     let waiting: Option<String> = one(&mut c, &format!("SELECT waiting_for FROM migrate.progress WHERE job = {backfill}"));
     assert_eq!(waiting, None);
 }
+
+/// A long read on the standby while contract takes its short ACCESS EXCLUSIVE lock on the
+/// primary: the lock is replayed on the standby, where it conflicts with the read. Replay waits
+/// for the read up to max_standby_streaming_delay (here 2 s; 30 s by default), then cancels it
+/// (40001, "conflict with recovery"); meanwhile the standby's replay lags. What docs/ha.md tells
+/// operators to choose between.
+#[test]
+fn contract_on_the_primary_cancels_a_long_read_on_the_standby_after_max_standby_streaming_delay() {
+    let primary = Cluster::start_with(PRIMARY);
+    primary.create_db("app");
+    let mut c = primary.connect("app");
+    exec(&mut c, "CREATE TABLE ev (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+                  INSERT INTO ev SELECT g, 0, md5(g::text) FROM generate_series(1, 2000) g;");
+    let standby = primary.standby(&["max_standby_streaming_delay = 2s"]);
+    assert!(caught_up(&mut c, &standby));
+    let change: i64 = one(&mut c, r#"SELECT migrate.expand_column('ev', 'n', new_type => 'bigint', backfill => '{"sleep_ms": 0}')"#);
+    let backfill: i64 = one(&mut c, &format!("SELECT backfill_job FROM migrate.all_changes WHERE change = {change}"));
+    exec(&mut c, &format!("CALL migrate.wait({backfill}, '60 s')"));
+    assert!(caught_up(&mut c, &standby));
+
+    // The long read on the standby: it holds ACCESS SHARE on ev for 60 s.
+    let reader_conn = standby.conn_string("app", "postgres");
+    let reader = std::thread::spawn(move || {
+        let mut r = postgres::Client::connect(&reader_conn, postgres::NoTls).unwrap();
+        let started = std::time::Instant::now();
+        let outcome = r.query_one("SELECT count(*), pg_sleep(60) FROM ev", &[]).map(|_| ());
+        (outcome.err().and_then(|e| e.as_db_error().map(|d| d.code().code().to_string())), started.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let job: i64 = one(&mut c, &format!("SELECT migrate.contract({change})"));
+    exec(&mut c, &format!("CALL migrate.wait({job}, '120 s')"));
+    let (code, lasted) = reader.join().unwrap();
+    assert_eq!(code.as_deref(), Some("40001"), "the standby's read is cancelled by the replayed lock");
+    assert!(lasted < std::time::Duration::from_secs(50), "cancelled after about max_standby_streaming_delay, not at its end: {lasted:?}");
+    assert!(caught_up(&mut c, &standby), "replay goes on after the cancel");
+    assert_eq!(
+        one::<String>(&mut standby.connect("app"), "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'ev'::regclass AND attname = 'n'"),
+        "bigint",
+        "the standby has the contracted column"
+    );
+}
