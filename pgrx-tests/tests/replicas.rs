@@ -4,7 +4,14 @@
 
 use pg_migrate_integration::{exec, one, wait_until, Client, Cluster};
 
-const PRIMARY: &[&str] = &["shared_preload_libraries = 'pg_migrate'", "migrate.database_name = 'app'", "wal_level = replica", "max_wal_senders = 5"];
+const PRIMARY: &[&str] = &[
+    "shared_preload_libraries = 'pg_migrate'",
+    "migrate.database_name = 'app'",
+    "wal_level = replica",
+    "max_wal_senders = 5",
+    // pg_rewind needs it (the clusters have no data checksums)
+    "wal_log_hints = on",
+];
 
 /// The standby's replay has reached everything the primary has written so far.
 fn caught_up(primary: &mut Client, standby: &Cluster) -> bool {
@@ -163,4 +170,45 @@ fn contract_on_the_primary_cancels_a_long_read_on_the_standby_after_max_standby_
         "bigint",
         "the standby has the contracted column"
     );
+}
+
+/// A switchover: the primary is stopped cleanly (`-m fast`: its job workers are interrupted)
+/// while a backfill runs, the standby is promoted and finishes the job, and the old primary
+/// rejoins as a standby of the new one with `pg_rewind`. It replays the finished work; its
+/// launcher stays idle while it is a standby.
+#[test]
+fn after_a_switchover_the_old_primary_rejoins_as_a_standby_and_replays_the_finished_job() {
+    let primary = Cluster::start_with(PRIMARY);
+    primary.create_db("app");
+    let mut c = primary.connect("app");
+    exec(&mut c, "CREATE TABLE ev (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+                  INSERT INTO ev SELECT g, 0, md5(g::text) FROM generate_series(1, 20000) g;");
+    let standby = primary.standby(&[]);
+    let backfill: i64 = one(&mut c, r#"SELECT migrate.backfill_start('ev', 'n = n + 1', options => '{"batch_size": 500, "sleep_ms": 200}')"#);
+    assert!(primary.wait_for("app", 60, &format!("SELECT rows_done >= 2000 FROM migrate.progress WHERE job = {backfill}")));
+    drop(c);
+    primary.stop("fast");
+    standby.promote();
+    assert!(
+        standby.wait_for("app", 180, &format!("SELECT state = 'done' FROM migrate.jobs WHERE job = {backfill}")),
+        "the new primary finishes the backfill"
+    );
+    assert_eq!(one::<i64>(&mut standby.connect("app"), "SELECT count(*) FROM ev WHERE n <> 1"), 0);
+
+    // The old primary rewinds to the new one's timeline and follows it.
+    let source = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", standby.port);
+    let out = pg_migrate_integration::pg_command("pg_rewind")
+        .args(["--target-pgdata", primary.data_dir().to_str().unwrap(), "--source-server", &source, "--write-recovery-conf"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_rewind: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    primary.start_again();
+    let mut new_primary = standby.connect("app");
+    assert!(caught_up(&mut new_primary, &primary), "the old primary replays the new one's WAL");
+    let mut old = primary.connect("app");
+    assert!(one::<bool>(&mut old, "SELECT pg_is_in_recovery()"));
+    assert_eq!(one::<i64>(&mut old, "SELECT count(*) FROM ev WHERE n <> 1"), 0);
+    assert_eq!(one::<String>(&mut old, &format!("SELECT state FROM migrate.jobs WHERE job = {backfill}")), "done");
+    let launchers: i64 = one(&mut old, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_migrate launcher'");
+    assert_eq!(launchers, 0, "no launcher while it is a standby");
 }
