@@ -50,7 +50,8 @@ pub enum Internal {
     /// Gives partition `partition` (by OID: it may be renamed or moved meanwhile) of the table of
     /// partitioned index `index` an index attached to it, deciding when the step runs: skipped
     /// (and what the job built on it dropped) once the table is no longer a partition there.
-    /// `name`: the name chosen for the index the job builds, saved before it is built; `adopted`:
+    /// `name`: the name chosen for the index the job builds, saved before it is built, `built`
+    /// its OID once it is; `adopted`:
     /// the partition's own index the job attached instead, saved before the ATTACH; `listed`: a
     /// sub-partitioned partition's index has had its partitions listed.
     PartitionIndex {
@@ -58,6 +59,8 @@ pub enum Internal {
         partition: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        built: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         adopted: Option<Adopted>,
         #[serde(default)]
@@ -85,11 +88,13 @@ pub struct Adopted {
     pub unique: bool,
 }
 
-/// An index a job built on a partition: its name and the partition's OID.
+/// An index a job built (or began to build) on a partition: its name, the partition's OID, and
+/// its own OID once the build succeeded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Built {
     pub partition: u32,
     pub name: String,
+    pub oid: Option<u32>,
 }
 
 impl Step {

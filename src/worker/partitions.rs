@@ -36,6 +36,9 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::collections::HashSet;
 
+/// How to go on after a job of these steps failed (migrate.resume is for backfills only).
+const RESUME: &str = "go on: SELECT migrate.contract(change) resumes a contract's job; a create_index or drop_index change is undone with SELECT migrate.abort(change) and made again";
+
 /// How many times CheckIndex lists the partitions again before it gives up.
 const ROUNDS: u32 = 3;
 
@@ -247,7 +250,7 @@ fn partition_steps(p: &Parent) -> Result<Vec<Step>> {
             )),
             (_, Some((_, name, false))) => return Err(attached_invalid(p, &part.qualified, name)),
             ("r" | "p", None) => out.push(Step::internal(
-                Internal::PartitionIndex { index: p.qualified.clone(), partition: part.oid.to_u32(), name: None, adopted: None, listed: false },
+                Internal::PartitionIndex { index: p.qualified.clone(), partition: part.oid.to_u32(), name: None, built: None, adopted: None, listed: false },
                 format!("-- pg_migrate: give partition {} (OID {}) an index attached to {}", part.qualified, part.oid.to_u32(), p.qualified),
             )),
             (kind, None) => return Err(unindexable(&p.qualified, &part.qualified, kind)),
@@ -262,7 +265,7 @@ fn not_owned_failure(p: &Parent, partitions: &str) -> Failure {
         format!("index {} cannot be built: the job's owner does not own partitions {partitions}", p.qualified),
     )
     .detail("The job builds the index on each partition as its owner; these partitions were created or given to another role after the change was made. Nothing was built on them.")
-    .hint("Give them the table's owner (ALTER TABLE ... OWNER TO), then resume the job: SELECT migrate.resume(job).")
+    .hint(format!("Give them the table's owner (ALTER TABLE ... OWNER TO), then {RESUME}."))
 }
 
 /// A leaf's index attached to `p` but INVALID: PostgreSQL never revalidates `p` through it
@@ -272,7 +275,10 @@ fn attached_invalid(p: &Parent, partition: &str, name: &str) -> Failure {
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         format!("index {name} of partition {partition} is attached to index {} but INVALID", p.qualified),
     )
-    .detail("PostgreSQL marks a partitioned index valid only when a partition's index is attached to it; an attached index cannot be attached again, and REINDEX does not revalidate the parent.")
+    .detail(format!(
+        "PostgreSQL marks a partitioned index valid only when a partition's index is attached to it; an attached index cannot be attached again, and REINDEX does not revalidate the parent. {}",
+        recovery_hint(p)
+    ))
     .hint(recovery_hint(p))
 }
 
@@ -436,7 +442,7 @@ fn not_valid(p: &Parent) -> Failure {
             "Partitions without a valid index attached to it: {}.",
             if missing.is_empty() { "none (a partition's own partitions lack one)".to_string() } else { missing.join(", ") }
         ))
-        .hint("Partitions were attached and detached while the job listed them. Resume the job once they settle: SELECT migrate.resume(job).")
+        .hint(format!("Partitions were attached and detached while the job listed them. Once they settle, {RESUME}."))
 }
 
 /// `p` is INVALID although every partition it has now has a valid index attached: the last one
@@ -445,7 +451,10 @@ fn not_valid(p: &Parent) -> Failure {
 /// index already attached, and no other command revalidates it.
 fn stuck(p: &Parent) -> Failure {
     Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("index {} stays INVALID although every partition has its index", p.qualified))
-        .detail("A partition that still lacked its index was dropped or detached. PostgreSQL marks a partitioned index valid only when an ATTACH PARTITION completes it, and none is left to attach; resuming cannot help.")
+        .detail(format!(
+            "A partition that still lacked its index was dropped or detached. PostgreSQL marks a partitioned index valid only when an ATTACH PARTITION completes it, and none is left to attach; resuming cannot help. {}",
+            recovery_hint(p)
+        ))
         .hint(recovery_hint(p))
 }
 
@@ -456,7 +465,7 @@ pub fn drop_politely(index: &str, limits: &Limits, heartbeat: &dyn Fn()) -> Resu
     bounded_politely(&sql, limits, heartbeat).map_err(|e| e.or_timed_out(|last| {
         Failure::new(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, format!("DROP INDEX {index} could not get its locks after {} tries", limits.lock_retries.max(0) + 1))
             .detail(format!("Waited for {last}. Dropping a partitioned index locks the table and every partition; each try is limited to migrate.lock_timeout."))
-            .hint("End or wait for the blocking session, then resume the job: SELECT migrate.resume(job); raise migrate.lock_timeout or migrate.lock_retries for tables with many partitions.")
+            .hint(format!("End or wait for the blocking session (raise migrate.lock_timeout or migrate.lock_retries for tables with many partitions), then {RESUME}."))
     }))
 }
 
@@ -512,13 +521,14 @@ fn polite(sql: &str, limits: &Limits, heartbeat: &dyn Fn()) -> Result<()> {
         e.or_timed_out(|last| {
             Failure::new(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, format!("{sql} could not get its locks after {} tries", limits.lock_retries.max(0) + 1))
                 .detail(format!("Waited for {last}. Each try is limited to migrate.lock_timeout."))
-                .hint("End or wait for the blocking session, then resume the job: SELECT migrate.resume(job).")
+                .hint(format!("End or wait for the blocking session, then {RESUME}."))
         })
     })
 }
 
 /// An index named `name` on table `table` (by OID), in the table's schema.
 struct Ours {
+    oid: pg_sys::Oid,
     qualified: String,
     valid: bool,
     attached: bool,
@@ -531,7 +541,7 @@ fn our_index(table: pg_sys::Oid, name: &str) -> Option<Ours> {
         client
             .select(
                 "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), x.indisvalid AND x.indisready,
-                        c.relispartition, c.relkind::text
+                        c.relispartition, c.relkind::text, c.oid
                    FROM pg_catalog.pg_index x
                    JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -546,6 +556,7 @@ fn our_index(table: pg_sys::Oid, name: &str) -> Option<Ours> {
                     valid: r.get::<bool>(2).ok().flatten().unwrap_or(false),
                     attached: r.get::<bool>(3).ok().flatten().unwrap_or(false),
                     kind: r.get::<String>(4).ok().flatten().unwrap_or_default(),
+                    oid: r.get::<pg_sys::Oid>(5).ok().flatten().unwrap_or_default(),
                 })
             })
     })
@@ -611,9 +622,9 @@ pub fn partition_index(job: i64, steps: &[Step], at: usize, limits: &Limits, hea
         if !part.owned {
             return Err(not_owned_failure(&p, &part.qualified));
         }
-        let set = |all: &mut Vec<Step>, f: &dyn Fn(&mut Option<String>, &mut Option<jobs::Adopted>, &mut bool)| {
-            if let Some(Internal::PartitionIndex { name, adopted, listed, .. }) = &mut all[at].internal {
-                f(name, adopted, listed);
+        let set = |all: &mut Vec<Step>, f: &dyn Fn(&mut Option<String>, &mut Option<u32>, &mut Option<jobs::Adopted>)| {
+            if let Some(Internal::PartitionIndex { name, built, adopted, .. }) = &mut all[at].internal {
+                f(name, built, adopted);
             }
         };
         let attach = |qualified: &str| -> Result<bool> {
@@ -658,7 +669,7 @@ pub fn partition_index(job: i64, steps: &[Step], at: usize, limits: &Limits, hea
                     tail: p.tail.clone(),
                     unique: p.unique,
                 };
-                set(&mut all, &|_, adopted, _| *adopted = Some(record.clone()));
+                set(&mut all, &|_, _, adopted| *adopted = Some(record.clone()));
                 save(&all, at);
                 attach(&format!("{}.{}", quote(&record.schema), quote(&existing_name)))?;
                 continue;
@@ -670,7 +681,7 @@ pub fn partition_index(job: i64, steps: &[Step], at: usize, limits: &Limits, hea
                 // Chosen now (not at the listing) and saved before the build: a crash in the
                 // build finds it again by this name on this partition.
                 let chosen = transaction(|| free_name(&p, &part, &mut HashSet::new()));
-                set(&mut all, &|name, _, _| *name = Some(chosen.clone()));
+                set(&mut all, &|name, built, _| (*name, *built) = (Some(chosen.clone()), None));
                 save(&all, at);
                 chosen
             }
@@ -700,11 +711,17 @@ pub fn partition_index(job: i64, steps: &[Step], at: usize, limits: &Limits, hea
             if transaction(|| still_partition(p.table, oid)) {
                 return Err(failure);
             }
+            continue;
+        }
+        // Saved by OID: abort drops only what this job built.
+        if let Some(made) = transaction(|| our_index(oid, &name)) {
+            set(&mut all, &|_, built, _| *built = Some(made.oid.to_u32()));
+            save(&all, at);
         }
     }
     Err(Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("partition {} of the table did not get its index", all[at].sql.trim_start_matches("-- pg_migrate: give partition ")))
         .detail(format!("The job looked at it {PARTITION_ROUNDS} times; each time something changed it (a name taken, an index dropped)."))
-        .hint("Resume the job once that settles: SELECT migrate.resume(job)."))
+        .hint(format!("Once that settles, {RESUME}.")))
 }
 
 /// Whether table `partition` is (still) a partition of `table`, not being detached.
@@ -765,8 +782,16 @@ pub fn undo(index: &str, built: &[jobs::Built], adopted: &[jobs::Adopted], limit
             polite(&format!("ALTER INDEX {} RENAME TO {}", copy.qualified, quote(&a.name)), limits, heartbeat)?;
         }
     }
+    // Left unattached (the job stopped between a build and its ATTACH): the index with the OID
+    // the job recorded; without one (the build never finished), only an INVALID leftover of it.
     for b in built {
-        if let Some(left) = transaction(|| our_index(pg_sys::Oid::from(b.partition), &b.name)).filter(|o| !o.attached) {
+        let left = transaction(|| our_index(pg_sys::Oid::from(b.partition), &b.name)).filter(|o| {
+            !o.attached && match b.oid {
+                Some(oid) => o.oid.to_u32() == oid,
+                None => !o.valid,
+            }
+        });
+        if let Some(left) = left {
             drop_ours(&left, limits, heartbeat)?;
         }
     }
@@ -777,9 +802,9 @@ pub fn undo(index: &str, built: &[jobs::Built], adopted: &[jobs::Adopted], limit
 pub fn built_and_adopted(steps: &[Step]) -> (Vec<jobs::Built>, Vec<jobs::Adopted>) {
     let (mut built, mut adopted) = (Vec::new(), Vec::new());
     for s in steps {
-        if let Some(Internal::PartitionIndex { partition, name, adopted: a, .. }) = &s.internal {
+        if let Some(Internal::PartitionIndex { partition, name, built: oid, adopted: a, .. }) = &s.internal {
             if let Some(name) = name {
-                let b = jobs::Built { partition: *partition, name: name.clone() };
+                let b = jobs::Built { partition: *partition, name: name.clone(), oid: *oid };
                 if !built.contains(&b) {
                     built.push(b);
                 }
