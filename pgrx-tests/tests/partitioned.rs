@@ -294,6 +294,15 @@ fn sub_partitions_unique_keys_refusals_drop_and_abort() {
     let (code, message, _, hint) = fails(&mut alice, "SELECT migrate.create_index('owned', '(v)')");
     assert_eq!(code, "42501", "{message}");
     assert!(message.contains("owned_1") && hint.starts_with("Nothing was changed."), "{message} {hint}");
+    // Nor dropped: PostgreSQL would let the table's owner drop it, but the abort could not
+    // build owned_1's index again.
+    exec(&mut c, "CREATE INDEX owned_v_idx ON owned (v)");
+    let (code, message, _, hint) = fails(&mut alice, "SELECT migrate.drop_index('owned_v_idx')");
+    assert_eq!(code, "42501", "{message}");
+    assert_eq!(message, "index public.owned_v_idx cannot be dropped: you do not own partitions public.owned_1");
+    assert!(hint.starts_with("Nothing was changed."), "{hint}");
+    let left: i64 = one(&mut c, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'owned_v_idx'::regclass");
+    assert_eq!(left, 1, "nothing dropped");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -970,8 +970,31 @@ pub fn refuse_unbuildable(table: pg_sys::Oid, table_name: &str, index: &str, uni
 
 /// The statement that creates partitioned index `index` (quoted, qualified) again as it is,
 /// ON ONLY its table: `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON ONLY table USING …`.
+/// Refused (42501) when a partition of the table is not the caller's: dropping a partitioned
+/// index drops every partition's index (PostgreSQL asks only for the table's ownership), but the
+/// abort's rebuild runs as the caller and would fail half-way on such a partition.
 pub fn rebuild_sql(index: &str) -> Result<String> {
     let p = parent(index)?;
+    let others: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT t.relid::pg_catalog.regclass::text FROM pg_catalog.pg_partition_tree($1) t
+                   JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                  WHERE NOT pg_catalog.pg_has_role(c.relowner, 'USAGE') ORDER BY 1",
+                None,
+                &[p.table.into()],
+            )
+            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    if !others.is_empty() {
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("index {} cannot be dropped: you do not own partitions {}", p.qualified, others.join(", ")),
+        )
+        .detail("Dropping a partitioned index drops the index of every partition; abort would build them again as you, which fails on partitions you do not own.")
+        .hint("Nothing was changed. Run it as the partitions' owner (or a member of the owning role), or give them the table's owner."));
+    }
     Ok(format!("CREATE {}INDEX IF NOT EXISTS {} ON ONLY {} {}", if p.unique { "UNIQUE " } else { "" }, quote(&p.name), p.table_qualified, p.tail))
 }
 
