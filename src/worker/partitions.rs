@@ -398,9 +398,15 @@ fn leaf_index_steps(table: &str, name: &str, tail: &str) -> Result<Vec<Step>> {
         if leaf.kind != "r" {
             return Err(unindexable(table, &leaf.qualified, &leaf.kind));
         }
-        if !leaf.built {
-            out.push(sql_step(format!("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {tail}", quote(&leaf.index), leaf.qualified))?);
+        if leaf.built {
+            continue;
         }
+        // An INVALID copy a stopped build left on this leaf (IF NOT EXISTS would keep it): found
+        // by OID on the leaf, not by name on the job's search_path as a resumed step would.
+        if let Some(left) = our_index(leaf.oid, &leaf.index).filter(|o| !o.valid) {
+            out.push(sql_step(format!("DROP INDEX CONCURRENTLY IF EXISTS {}", left.qualified))?);
+        }
+        out.push(sql_step(format!("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {tail}", quote(&leaf.index), leaf.qualified))?);
     }
     Ok(out)
 }
@@ -854,8 +860,23 @@ pub fn finish_contract(job: i64, steps: &[Step], at: usize, change: i64, round: 
         return Err(failure);
     }
     if round >= ROUNDS {
+        let lacking: Vec<String> = transaction(|| {
+            listings
+                .iter()
+                .filter_map(|s| match &s.internal {
+                    Some(Internal::LeafIndexes { table, name, .. }) => Some(leaves(table, name)),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|l| !l.built)
+                .map(|l| format!("{} ({})", l.qualified, quote(&l.index)))
+                .collect()
+        });
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("the swap of change {change} found partitions without their unique index {} times", round + 1))
-            .detail("Partitions keep being created or attached while the contract builds their indexes.")
+            .detail(format!(
+                "Still without it: {}. Partitions keep being created or attached while the contract builds their indexes, or another relation has the copy's name in the partition's schema.",
+                lacking.join(", ")
+            ))
             .hint("Resume once they settle: SELECT migrate.contract(change)."));
     }
     pgrx::log!("pg_migrate: job {job}: a partition lacks its unique index for the swap; listing the partitions again");
