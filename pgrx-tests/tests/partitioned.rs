@@ -320,7 +320,7 @@ struct Report {
 }
 
 /// Inserts and updates through `column` (old `kind` or new `event_kind`) until `stop`, with
-/// lock_timeout 2 s: a statement that waited longer fails and is reported.
+/// lock_timeout 2 s: a statement that waited longer fails and is reported (`check` asks for less).
 fn writer(pg: &Cluster, k: i64, column: &'static str, stop: Arc<AtomicBool>, count: Arc<AtomicU64>) -> std::thread::JoinHandle<Report> {
     let mut c = pg.connect("app");
     std::thread::spawn(move || {
@@ -362,7 +362,9 @@ fn writer(pg: &Cluster, k: i64, column: &'static str, stop: Arc<AtomicBool>, cou
 fn check(r: &Report) {
     eprintln!("{}: {} statements, slowest {:?}: {}", r.name, r.statements, r.slowest, r.slowest_sql);
     assert!(r.errors.is_empty(), "{}: failed statements: {:#?}", r.name, r.errors);
-    assert!(r.slowest < Duration::from_secs(2), "{}: waited {:?} (lock_timeout is 2 s): {}", r.name, r.slowest, r.slowest_sql);
+    // No statement waits behind more than one try of pg_migrate's: at most 4 × migrate.lock_timeout
+    // (250 ms by default, 200 ms for the contract), well under the writers' own 2 s.
+    assert!(r.slowest < Duration::from_millis(1000), "{}: waited {:?}, longer than one try: {}", r.name, r.slowest, r.slowest_sql);
     assert!(r.statements > 0);
 }
 
