@@ -7,18 +7,25 @@
 //!    gives every partition attached or created later a copy of it (ATTACH PARTITION and CREATE
 //!    TABLE … PARTITION OF clone each partitioned index of the parent, invalid ones included).
 //! 2. `IndexPartitions`: lists the parent's partitions *now* (after step 1 committed: none can be
-//!    missed) and puts, right after itself, for each partition without an attached index:
-//!    a leaf: `CREATE INDEX CONCURRENTLY` on it, then `ALTER INDEX parent ATTACH PARTITION`
-//!    (only the ATTACH when it already has a matching valid index, as ATTACH PARTITION would use);
-//!    a sub-partitioned table: `CREATE INDEX … ON ONLY` it, `IndexPartitions` for that index,
-//!    then the ATTACH. PostgreSQL marks a partitioned index valid when its last partition's index
-//!    is attached.
-//! 3. `CheckIndex`: the parent index is valid; if not, its partitions are listed again.
+//!    missed) and puts, right after itself, one `PartitionIndex` step per partition without an
+//!    attached index, keyed by the partition's OID. That step decides when it runs, from the
+//!    catalog: a partition dropped, detached or being detached meanwhile is skipped (and what the
+//!    job built on it dropped), one renamed or moved is found by its OID. A leaf gets
+//!    `CREATE INDEX CONCURRENTLY` under a name chosen then and saved first, then
+//!    `ALTER INDEX parent ATTACH PARTITION` (only the ATTACH when it already has a matching valid
+//!    index, as ATTACH PARTITION would use: recorded as adopted, for abort); a sub-partitioned
+//!    table gets `CREATE INDEX … ON ONLY` it, `IndexPartitions` for that index, then the ATTACH.
+//!    PostgreSQL marks a partitioned index valid when its last partition's index is attached.
+//! 3. `CheckIndex`: the parent index is valid; if not, its partitions are listed again. When
+//!    every partition has a valid index attached and the parent is still INVALID (the last
+//!    partition without one was dropped or detached), nothing can validate it: the job fails
+//!    with the way back (abort, build again).
 //!
-//! Every step is idempotent (IF NOT EXISTS, ATTACH of an attached index does nothing) and the
-//! listing is saved with the job's cursor in one transaction, so a crash at any step resumes:
-//! finished partitions are skipped, an INVALID index a crashed build left is dropped and built
-//! again (`cleanup`).
+//! Each step saves what it did (the name it chose before the build, the index's OID after, the
+//! adopted index before its ATTACH) with the job's steps, and every statement is bounded or
+//! harmless to repeat, so a crash at any step resumes: finished partitions are skipped, an
+//! INVALID index a crashed build left is found by its name on that partition, dropped and built
+//! again.
 //!
 //! `DropPartitionedIndex` is the other direction: DROP INDEX CONCURRENTLY is refused for
 //! partitioned indexes, and a partition's index cannot be detached or dropped on its own, so the
@@ -479,7 +486,6 @@ pub fn drop_politely(index: &str, limits: &Limits, heartbeat: &dyn Fn()) -> Resu
 /// its lock_timeout, retried on the schedule of `limits` after a lock timeout, a timed-out try
 /// or a deadlock (PostgreSQL locks a partition's index before its table when it drops them,
 /// applications the other way round). No writer waits behind one try longer than the try.
-/// Err(Ok(blocker)) when every try timed out, Err(Err(failure)) on any other error.
 fn bounded_politely(sql: &str, limits: &Limits, heartbeat: &dyn Fn()) -> std::result::Result<(), BoundedError> {
     let retries = limits.lock_retries.max(0) as u32;
     let mut last = String::new();
