@@ -69,7 +69,15 @@ pub enum Internal {
     /// abort of a create_index on a partitioned table: `index` is dropped; the partitions' own
     /// indexes the job had adopted come back under their names (copies built first, so a UNIQUE
     /// one never stops being enforced); indexes the job built and never attached are dropped.
-    UndoPartitionedIndex { index: String, built: Vec<Built>, adopted: Vec<Adopted> },
+    /// `built` and `adopted` as the build job `job` had recorded them at abort; they are read
+    /// from it again when this step runs (it may have recorded more before it stopped).
+    UndoPartitionedIndex {
+        index: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<i64>,
+        built: Vec<Built>,
+        adopted: Vec<Adopted>,
+    },
     /// contract's swap on a partitioned table (`SELECT migrate.finish_contract(change)`), each
     /// try bounded as a whole by its lock_timeout; when a leaf partition lacks its copy of a
     /// unique index, the leaves are listed again (`LeafIndexes`) first, at most a few rounds.

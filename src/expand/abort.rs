@@ -60,7 +60,7 @@ fn abort_as_owner(change: Change) -> Result<String> {
                 if !kept.is_empty() {
                     notice(format!("pg_migrate: the partitions' own indexes {} that the job attached are built again under their names before {index} is dropped", kept.join(", ")));
                 }
-                let undo = crate::catalog::jobs::Internal::UndoPartitionedIndex { index: index.clone(), built, adopted };
+                let undo = crate::catalog::jobs::Internal::UndoPartitionedIndex { index: index.clone(), job: change.job, built, adopted };
                 let said = format!("DROP INDEX IF EXISTS {index} -- partitioned: each try limited to migrate.lock_timeout; the partitions' own indexes it had adopted are kept");
                 super::submit_work(&what, &[super::Work::Internal(undo, said)])?
             } else {

@@ -210,8 +210,8 @@ fn run_steps(job: i64, claimed: &Claimed, seats: &Seats) {
             let outcome = match internal {
                 Internal::DropPartitionedIndex { index } => super::partitions::drop_politely(index, &limits, &beat).map(|()| None),
                 Internal::PartitionIndex { .. } => super::partitions::partition_index(job, &steps, i, &limits, &beat).map(Some),
-                Internal::UndoPartitionedIndex { index, built, adopted } => {
-                    super::partitions::undo(index, built, adopted, &limits, &beat).map(|()| None)
+                Internal::UndoPartitionedIndex { index, job: built_by, built, adopted } => {
+                    super::partitions::undo(index, *built_by, built, adopted, &limits, &beat).map(|()| None)
                 }
                 Internal::FinishContract { change, round } => {
                     super::partitions::finish_contract(job, &steps, i, *change, *round, &limits, &beat)

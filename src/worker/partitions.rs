@@ -748,10 +748,17 @@ fn still_partition(table: pg_sys::Oid, partition: pg_sys::Oid) -> bool {
 }
 
 /// `UndoPartitionedIndex`: see jobs::Internal. Each part can run again after a crash.
-pub fn undo(index: &str, built: &[jobs::Built], adopted: &[jobs::Adopted], limits: &Limits, heartbeat: &dyn Fn()) -> Result<()> {
+pub fn undo(index: &str, built_by: Option<i64>, built: &[jobs::Built], adopted: &[jobs::Adopted], limits: &Limits, heartbeat: &dyn Fn()) -> Result<()> {
+    let (mut built, mut adopted) = (built.to_vec(), adopted.to_vec());
+    if let Some(job) = built_by {
+        // What the build job recorded after the abort read its steps (it was stopping then).
+        let (more_built, more_adopted) = built_and_adopted(&transaction(|| jobs::steps(job)));
+        built.extend(more_built.into_iter().filter(|b| !built.contains(b)).collect::<Vec<_>>());
+        adopted.extend(more_adopted.into_iter().filter(|a| !adopted.contains(a)).collect::<Vec<_>>());
+    }
     let copy_name = |a: &jobs::Adopted| format!("migrate_keep_{}", a.oid);
     // The adopted index goes with the partitioned one when it is attached to it: a copy first.
-    for a in adopted {
+    for a in &adopted {
         let partition = pg_sys::Oid::from(a.partition);
         let (attached, table) = transaction(|| {
             Spi::get_two_with_args::<bool, String>(
@@ -779,7 +786,7 @@ pub fn undo(index: &str, built: &[jobs::Built], adopted: &[jobs::Adopted], limit
         }
     }
     drop_politely(index, limits, heartbeat)?;
-    for a in adopted {
+    for a in &adopted {
         let partition = pg_sys::Oid::from(a.partition);
         let Some(copy) = transaction(|| our_index(partition, &copy_name(a))) else { continue };
         let original = transaction(|| {
@@ -796,7 +803,7 @@ pub fn undo(index: &str, built: &[jobs::Built], adopted: &[jobs::Adopted], limit
     }
     // Left unattached (the job stopped between a build and its ATTACH): the index with the OID
     // the job recorded; without one (the build never finished), only an INVALID leftover of it.
-    for b in built {
+    for b in &built {
         let left = transaction(|| our_index(pg_sys::Oid::from(b.partition), &b.name)).filter(|o| {
             !o.attached && match b.oid {
                 Some(oid) => o.oid.to_u32() == oid,
