@@ -945,3 +945,56 @@ fn contract_refuses_partition_local_objects_and_swaps_without_building() {
     let typ: String = one(&mut c, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'q_28'::regclass AND attname = 'id'");
     assert_eq!(typ, "bigint");
 }
+
+// ---------------------------------------------------------------------------------------------
+// An immediate shutdown between a partition's build and its ATTACH (review finding 11)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn immediate_shutdown_between_a_build_and_its_attach_attaches_the_same_index() {
+    let pg = Cluster::start_with(&["shared_preload_libraries = 'pg_migrate'", "migrate.database_name = 'app'"]);
+    pg.create_db("app");
+    let mut c = pg.connect("app");
+    exec(
+        &mut c,
+        "CREATE TABLE s (id int, v text) PARTITION BY RANGE (id);
+         CREATE TABLE s_a PARTITION OF s FOR VALUES FROM (0) TO (10000);
+         CREATE TABLE s_b PARTITION OF s FOR VALUES FROM (10000) TO (20000);
+         INSERT INTO s SELECT g, 'v' || g FROM generate_series(0, 19999) g;
+         SET migrate.lock_timeout = '100ms'; SET migrate.lock_retries = 1000;",
+    );
+    // s_a's build waits for this lock; once it is there, a COMMENT on the partitioned index
+    // (SHARE UPDATE EXCLUSIVE on it) keeps s_a's ATTACH waiting, try after try.
+    let lock = hold_lock(&pg, "s_a", "SHARE UPDATE EXCLUSIVE");
+    let change: i64 = one(&mut c, "SELECT migrate.create_index('s', '(v)')");
+    let job = job_of(&mut c, change);
+    worker_waits_in(&pg, "s_a");
+    let mut holder = pg.connect("app");
+    holder.batch_execute("BEGIN; COMMENT ON INDEX s_v_idx IS 'held'").unwrap();
+    drop(lock);
+    worker_waits_in(&pg, "ATTACH PARTITION");
+    let built: u32 = one(&mut c, "SELECT 's_a_v_idx'::regclass::oid");
+    let recorded: bool = one(
+        &mut c,
+        &format!(
+            "SELECT steps @? '$[*].internal ? (@.do == \"partition_index\" && @.built == {built})' FROM migrate.all_jobs WHERE id = {job}"
+        ),
+    );
+    assert!(recorded, "the build's OID is saved before the ATTACH");
+
+    pg.restart("immediate");
+    drop((c, holder));
+
+    assert!(pg.wait_for("app", 90, &format!("SELECT state IN ('done', 'failed') FROM migrate.jobs WHERE job = {job}")));
+    let mut c = pg.connect("app");
+    let (state, attempts): (String, i32) = c
+        .query_one("SELECT state || coalesce(': ' || last_error, ''), attempts FROM migrate.jobs WHERE job = $1", &[&job])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(state, "done");
+    assert_eq!(attempts, 2);
+    let tree = assert_fully_indexed(&mut c, "s", "s_v_idx");
+    assert_eq!(tree, vec!["s s_v_idx true", "s_a s_a_v_idx true", "s_b s_b_v_idx true"]);
+    let after: u32 = one(&mut c, "SELECT 's_a_v_idx'::regclass::oid");
+    assert_eq!(after, built, "the index built before the shutdown is the one attached, not built again");
+}
