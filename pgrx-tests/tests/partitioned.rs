@@ -749,7 +749,10 @@ fn abort_of_create_index_keeps_adopted_and_foreign_indexes() {
          CREATE TABLE u_c PARTITION OF u FOR VALUES FROM (2000) TO (3000);
          INSERT INTO u SELECT g, 'k' || g, 'v' || g FROM generate_series(0, 2999) g;
          -- the application's own rule on one partition: the job attaches it instead of building one
-         CREATE UNIQUE INDEX u_a_own_uq ON u_a (id, k);",
+         CREATE UNIQUE INDEX u_a_own_uq ON u_a (id, k);
+         -- not UNIQUE, or with a predicate: not what the unique index needs, never adopted
+         CREATE INDEX u_b_plain ON u_b (id, k);
+         CREATE UNIQUE INDEX u_b_some ON u_b (id, k) WHERE v IS NOT NULL;",
     );
     let own: u32 = one(&mut c, "SELECT 'u_a_own_uq'::regclass::oid");
     let lock = hold_lock(&pg, "u_c", "SHARE UPDATE EXCLUSIVE");
@@ -780,7 +783,11 @@ fn abort_of_create_index_keeps_adopted_and_foreign_indexes() {
            FROM pg_partition_tree('u') t JOIN pg_index x ON x.indrelid = t.relid JOIN pg_class c ON c.oid = x.indexrelid
           ORDER BY 1",
     );
-    assert_eq!(left, vec!["u_a_own_uq true true false", "u_c_id_k_uq false true false"], "the job's own indexes are gone, the others are there");
+    assert_eq!(
+        left,
+        vec!["u_a_own_uq true true false", "u_b_plain false true false", "u_b_some true true false", "u_c_id_k_uq false true false"],
+        "the job's own indexes are gone, the others are there"
+    );
     let gone: bool = one(&mut c, &format!("SELECT NOT EXISTS (SELECT FROM pg_class WHERE oid = {built_b}) AND to_regclass('u_id_k_uq') IS NULL"));
     assert!(gone, "the partitioned index and the index the job built on u_b are dropped");
     let still: u32 = one(&mut c, "SELECT 'u_c_id_k_uq'::regclass::oid");
