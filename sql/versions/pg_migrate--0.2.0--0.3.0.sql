@@ -68,8 +68,11 @@ BEGIN
         END LOOP;
     END IF;
     IF st.state OPERATOR(pg_catalog.=) 'failed' THEN
+        -- the failed statement's own SQLSTATE, so that a client can tell a duplicate key (23505)
+        -- from a lock it could not get (55P03); 38000 for jobs that failed before it was kept
         RAISE EXCEPTION 'pg_migrate: job % failed: %', job, st.last_error
-            USING ERRCODE = 'external_routine_exception',
+            USING ERRCODE = CASE WHEN st.last_sqlstate IS NULL OR pg_catalog.left(st.last_sqlstate, 2) OPERATOR(pg_catalog.=) ANY (ARRAY['00', '01', '02'])
+                                 THEN '38000' ELSE st.last_sqlstate END,
                   HINT = pg_catalog.format('See SELECT * FROM migrate.jobs WHERE job = %s; %s', job,
                          CASE WHEN st.kind OPERATOR(pg_catalog.=) 'backfill' THEN pg_catalog.format('fix the cause and call migrate.resume(%s) to go on from where it stopped.', job)
                               WHEN st.version IS NULL THEN 'fix the cause and run the statement again with migrate.run_async().'
@@ -152,6 +155,9 @@ $proc$;
 -- keys, keep new jobs from starting and make dead workers look alive. See sql/jobs.sql.
 ALTER TABLE migrate.all_jobs ADD COLUMN worker_started timestamptz;
 
+-- new: a failed job keeps the failed statement's SQLSTATE, which migrate.wait() raises again
+ALTER TABLE migrate.all_jobs ADD COLUMN last_sqlstate text;
+
 -- The live worker recorded for a job, as pg_stat_activity shows it; no row once that process
 -- is gone. Only pg_migrate writes the recorded pid and backend_start (when a worker claims its
 -- job, under the job row's lock), and only pg_migrate starts processes of this backend type:
@@ -173,7 +179,7 @@ $$;
 COMMENT ON FUNCTION migrate.job_worker(int, timestamptz) IS
     'pg_migrate: the live job worker with this pid and backend_start, if there is one';
 
--- worker_alive reads the recorded worker; the columns stay as they were.
+-- worker_alive reads the recorded worker; new last column: the failed statement's SQLSTATE.
 CREATE OR REPLACE VIEW migrate.jobs WITH (security_barrier) AS
 SELECT j.id                                   AS job,
        j.kind,
@@ -191,7 +197,8 @@ SELECT j.id                                   AS job,
        j.started_at,
        j.finished_at,
        j.last_error,
-       j.cancelled_by
+       j.cancelled_by,
+       j.last_sqlstate
   FROM migrate.all_jobs j
  WHERE j.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
    AND pg_catalog.pg_has_role(current_user, j.owner, 'USAGE');
@@ -302,3 +309,12 @@ $fn$;
 
 COMMENT ON FUNCTION migrate.status() IS
     'pg_migrate: one row per known version (baselines show state baseline; owner is the role it belongs to)';
+
+-- new: the compiled sync trigger of expand_column changes (src/expand/sync_row.rs); the changes
+-- opened before this update keep their generated PL/pgSQL functions
+CREATE FUNCTION migrate.sync_row() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pg_migrate_sync_row';
+
+COMMENT ON FUNCTION migrate.sync_row() IS
+    'pg_migrate: the compiled sync trigger of expand_column changes (not for use by hand)';

@@ -7,6 +7,7 @@
 mod abort;
 mod add;
 pub mod api;
+mod carry;
 mod column;
 mod contract;
 mod facts;
@@ -14,6 +15,7 @@ mod objects;
 mod rebuild;
 pub(crate) mod rewrite;
 mod spec;
+mod sync_row;
 mod trigger;
 
 #[cfg(any(test, feature = "pg_test"))]
