@@ -212,3 +212,26 @@ fn after_a_switchover_the_old_primary_rejoins_as_a_standby_and_replays_the_finis
     let launchers: i64 = one(&mut old, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_migrate launcher'");
     assert_eq!(launchers, 0, "no launcher while it is a standby");
 }
+
+/// Logical replication does not carry DDL: lint warns about an ALTER TABLE of a published table,
+/// and expand_column on one says in a NOTICE that the subscribers need the new column too.
+#[test]
+fn changes_to_a_published_table_are_reported() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    let mut c = pg.connect("app");
+    exec(&mut c, "CREATE TABLE shipments (id bigint PRIMARY KEY, carrier text); CREATE PUBLICATION shipments_pub FOR TABLE shipments;
+                  CREATE TABLE staging (id bigint PRIMARY KEY, carrier text);");
+    let found: Vec<String> = c
+        .query("SELECT rule || ': ' || message FROM migrate.lint('ALTER TABLE shipments ADD COLUMN tracking text; ALTER TABLE staging ADD COLUMN tracking text') WHERE rule = 'ddl-on-published-table'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("ALTER TABLE shipments, which is in publication shipments_pub"), "{found:?}");
+    let (mut n, notices) = pg.connect_with_notices("app", "postgres");
+    let _: i64 = n.query_one("SELECT migrate.expand_column('shipments', 'carrier', new_name => 'carrier_code')", &[]).unwrap().get(0);
+    let said = notices.lock().unwrap().join("\n");
+    assert!(said.contains("is in publication shipments_pub") && said.contains("\"carrier_code\""), "{said}");
+}
