@@ -235,3 +235,30 @@ fn changes_to_a_published_table_are_reported() {
     let said = notices.lock().unwrap().join("\n");
     assert!(said.contains("is in publication shipments_pub") && said.contains("\"carrier_code\""), "{said}");
 }
+
+/// A replica that is gone (its walsender has ended) is not in pg_stat_replication: a backfill
+/// that was waiting for it goes on, so that a standby that never comes back cannot stop
+/// migrations forever (docs/ha.md).
+#[test]
+fn a_backfill_does_not_wait_for_a_replica_that_is_gone() {
+    let primary = Cluster::start_with(PRIMARY);
+    primary.create_db("app");
+    let mut c = primary.connect("app");
+    exec(&mut c, "CREATE TABLE ev (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+                  INSERT INTO ev SELECT g, 0, md5(g::text) FROM generate_series(1, 5000) g;");
+    let standby = primary.standby(&["cluster_name = 'replica_gone'"]);
+    assert!(caught_up(&mut c, &standby));
+    exec(&mut standby.connect("app"), "SELECT pg_wal_replay_pause()");
+    assert!(wait_until(60, || {
+        exec(&mut c, "UPDATE ev SET note = note || 'x' WHERE id <= 100");
+        one::<bool>(&mut c, "SELECT coalesce(max(replay_lag) > interval '1 second', false) FROM pg_stat_replication")
+    }));
+    let backfill: i64 = one(&mut c, r#"SELECT migrate.backfill_start('ev', 'n = n + 1', options => '{"batch_size": 200, "max_replica_lag_ms": 300}')"#);
+    assert!(primary.wait_for("app", 60, &format!("SELECT coalesce(waiting_for LIKE '%replica_gone%', false) FROM migrate.progress WHERE job = {backfill}")));
+    standby.stop("immediate");
+    assert!(
+        wait_until(120, || one::<String>(&mut c, &format!("SELECT state FROM migrate.jobs WHERE job = {backfill}")) == "done"),
+        "the backfill finishes once the replica is gone"
+    );
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM ev WHERE n <> 1"), 0);
+}
