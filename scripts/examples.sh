@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the examples' tests: each examples/<tool>/test.sh drives the real tool (psql, Knex,
-# Drizzle, node-pg-migrate, Liquibase, dbmate, Alembic, Django, Sqitch, the drivers) against its own
+# Drizzle, node-pg-migrate, Liquibase, dbmate, Prisma, Alembic, Django, Sqitch, the drivers) against its own
 # throwaway server.
 #   bash scripts/examples.sh              # all of them
 #   bash scripts/examples.sh knex psql    # some of them
