@@ -40,10 +40,10 @@ $V2|applied"
 expect "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_created_at_idx'::regclass" t
 expect "SELECT id, exectype FROM databasechangelog ORDER BY orderexecuted" "$V1|EXECUTED
 $V2|EXECUTED"
-# the application writes 20,000 orders
+# the application writes 10,000 orders
 q "INSERT INTO orders (customer, amount, created_at)
    SELECT 'customer ' || (g % 1000), (g % 5000) * 0.25, now() - g * interval '1 minute'
-     FROM generate_series(1, 20000) AS g"
+     FROM generate_series(1, 10000) AS g"
 
 say "status and history: what is pending, what ran"
 run_logged status liquibase status --verbose
@@ -90,7 +90,7 @@ expect "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND N
 # every order's amount came through in cents, the old application's order too (its amount_cents
 # went with the rolled-back expand; the second expand's backfill filled it again)
 expect "SELECT (SELECT sum(amount_cents) FROM orders WHERE customer LIKE 'customer %')
-             = (SELECT sum((g % 5000) * 25) FROM generate_series(1, 20000) AS g)" t
+             = (SELECT sum((g % 5000) * 25) FROM generate_series(1, 10000) AS g)" t
 expect "SELECT amount_cents FROM orders WHERE customer = 'old app'" 250
 expect "SELECT id, exectype FROM databasechangelog ORDER BY orderexecuted" "$V1|EXECUTED
 $V2|EXECUTED
