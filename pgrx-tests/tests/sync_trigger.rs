@@ -432,3 +432,43 @@ fn compiled_and_plpgsql_agree_on_many_shapes_and_statements() {
     assert_eq!(results[0], results[1], "compiled and PL/pgSQL triggers differ");
     assert!(results[0].iter().filter(|r| *r == "23514").count() == 1, "the domain's CHECK is enforced once: {:?}", results[0]);
 }
+
+/// The compiled trigger analyses up, down and the default together, on the first row of every
+/// statement, before it looks at the backfill marker: when one of them no longer analyses (here
+/// `down` calls a function that was dropped; nothing depends on it), every write fails, the old
+/// application's INSERT that only needs `up` and the backfill's batches included. The PL/pgSQL
+/// trigger prepares each expression when it first needs it: the same INSERT and the backfill
+/// work, only writes that need `down` fail.
+#[test]
+fn known_bug_a_broken_down_blocks_writes_that_only_need_up_and_the_backfill() {
+    let (_pg, mut c) = app();
+    exec(
+        &mut c,
+        "CREATE FUNCTION half(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 / 2';
+         CREATE TABLE dn (id int PRIMARY KEY, a int); INSERT INTO dn SELECT g, g FROM generate_series(1, 5) g;",
+    );
+    let change: i64 = one(&mut c, "SELECT migrate.expand_column('dn', 'a', new_name => 'b', down => 'half(b)', backfill => '{\"manual\": true}')");
+    let job: i64 = one(&mut c, &format!("SELECT backfill_job FROM migrate.all_changes WHERE change = {change}"));
+    assert_eq!(trigger_function(&mut c, "dn"), "migrate.sync_row");
+    exec(&mut c, "DROP FUNCTION half(int)");
+    let insert = c.batch_execute("INSERT INTO dn (id, a) VALUES (10, 10)").map_err(|e| db_error(&e));
+    let batch = c.batch_execute(&format!("SELECT migrate.backfill_batch({job})")).map_err(|e| db_error(&e));
+    assert!(insert.is_ok() && batch.is_ok(), "old-app INSERT: {insert:?}; backfill batch: {batch:?}");
+    assert_eq!(rows(&mut c, "SELECT format('%s %s', id, b) FROM dn ORDER BY id").last().unwrap(), "10 10");
+}
+
+/// abort (and contract's job) drop the change's function with DROP FUNCTION IF EXISTS, which
+/// for a compiled trigger has none: the user is told `function public.t_migrate_sync_N() does
+/// not exist, skipping` about an object they never had.
+#[test]
+fn known_bug_abort_of_a_compiled_change_notices_a_missing_function() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    let (mut c, notices) = pg.connect_with_notices("app", "postgres");
+    exec(&mut c, "CREATE TABLE ab (id int PRIMARY KEY, a int)");
+    let change: i64 = one(&mut c, "SELECT migrate.expand_column('ab', 'a', new_name => 'b', backfill => '{\"manual\": true}')");
+    assert_eq!(trigger_function(&mut c, "ab"), "migrate.sync_row");
+    exec(&mut c, &format!("SELECT migrate.abort({change})"));
+    let seen = notices.lock().unwrap().clone();
+    assert!(!seen.iter().any(|n| n.contains("does not exist, skipping")), "{seen:?}");
+}
