@@ -494,3 +494,21 @@ fn known_bug_pg18_virtual_generated_column_in_up_makes_the_table_unwritable() {
     assert!(insert.is_ok(), "{insert:?}");
     assert_eq!(rows(&mut c, "SELECT format('%s %s', id, b) FROM v1 ORDER BY id"), vec!["1 11", "3 33"]);
 }
+
+/// Pre-existing, both triggers: "changed" is `IS DISTINCT FROM`, i.e. the type's `=`, in the
+/// UPDATE trigger's WHEN clause and in the function. An UPDATE to a value that is equal but not
+/// the same (citext or a case-insensitive collation: another case; numeric: another scale) is
+/// not seen: the other column keeps the old spelling, and contract keeps the new column, so the
+/// application's write is lost. Comparing images (datum_image_eq, the `*=` family) would see it.
+#[test]
+fn known_bug_an_update_to_an_equal_but_different_value_is_not_synced() {
+    let (_pg, mut c) = app();
+    exec(
+        &mut c,
+        "CREATE EXTENSION citext;
+         CREATE TABLE ci (id int PRIMARY KEY, email citext); INSERT INTO ci VALUES (1, 'foo@x.com');",
+    );
+    expand_and_wait(&mut c, "SELECT migrate.expand_column('ci', 'email', new_name => 'email2', backfill => '{\"sleep_ms\": 0}')");
+    exec(&mut c, "UPDATE ci SET email = 'Foo@X.com' WHERE id = 1");
+    assert_eq!(rows(&mut c, "SELECT format('%s %s', email, email2) FROM ci"), vec!["Foo@X.com Foo@X.com"]);
+}
