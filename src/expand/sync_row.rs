@@ -262,6 +262,12 @@ unsafe fn running(fcinfo: pg_sys::FunctionCallInfo, td: &pg_sys::TriggerData) ->
         }
         let loaded = load(td);
         let previous = pg_sys::MemoryContextSwitchTo(flinfo.fn_mcxt);
+        // Copied before anything below looks at the catalogs: a catalog lookup can process
+        // invalidations, and `forget` deletes the memory the cached trees are in.
+        let copy = |tree: *mut pg_sys::Expr| {
+            if tree.is_null() { tree } else { pg_sys::copyObjectImpl(tree as *const std::ffi::c_void) as *mut pg_sys::Expr }
+        };
+        let (up, down, old_default) = (copy(loaded.up), copy(loaded.down), copy(loaded.old_default));
         let run = pg_sys::palloc0(std::mem::size_of::<Running>()) as *mut Running;
         let desc = (*td.tg_relation).rd_att;
         let (old_type, old_collation) = attribute_type(loaded.relid, loaded.old);
@@ -271,9 +277,9 @@ unsafe fn running(fcinfo: pg_sys::FunctionCallInfo, td: &pg_sys::TriggerData) ->
             old: loaded.old,
             new: loaded.new,
             backfill_job: loaded.backfill_job,
-            up: prepared(loaded.up),
-            down: prepared(loaded.down),
-            old_default: prepared(loaded.old_default),
+            up: prepared(up),
+            down: prepared(down),
+            old_default: prepared(old_default),
             econtext: pg_sys::CreateStandaloneExprContext(),
             old_eq: equality(old_type),
             old_collation,
@@ -289,13 +295,13 @@ unsafe fn running(fcinfo: pg_sys::FunctionCallInfo, td: &pg_sys::TriggerData) ->
     }
 }
 
-/// A statement's own copy of a cached tree, ready to run (an invalidation may delete the cached
-/// one while the statement runs); null stays null.
-unsafe fn prepared(tree: *mut pg_sys::Expr) -> *mut pg_sys::ExprState {
-    if tree.is_null() {
+/// A statement's own copy of a cached tree (an invalidation may delete the cached one while the
+/// statement runs), ready to run; null stays null.
+unsafe fn prepared(copy: *mut pg_sys::Expr) -> *mut pg_sys::ExprState {
+    if copy.is_null() {
         return std::ptr::null_mut();
     }
-    unsafe { pg_sys::ExecInitExpr(pg_sys::copyObjectImpl(tree as *const std::ffi::c_void) as *mut pg_sys::Expr, std::ptr::null_mut()) }
+    unsafe { pg_sys::ExecInitExpr(copy, std::ptr::null_mut()) }
 }
 
 /// This trigger's trees, from the cache or analysed now.
