@@ -3,14 +3,16 @@
 //! Everything slow runs first, beside the traffic, in a job: indexes on the new column are built
 //! concurrently, its constraints added NOT VALID and validated (NOT NULL through a validated
 //! CHECK, so that SET NOT NULL needs no scan). The last step, `finish_contract`, is one short
-//! transaction: drop the trigger, its function and the old column, rename, SET NOT NULL,
+//! transaction: drop the trigger, its function and the old column (views and policies that use
+//! it are carried to the new one first, see `views`), rename, SET NOT NULL,
 //! SET DEFAULT, attach PRIMARY KEY / UNIQUE constraints to their new indexes, rename the copies.
 
-use super::facts::{self, Table};
+use super::facts::Table;
 use super::rebuild;
 use super::rewrite::quote;
 use super::spec::{ExpandSpec, Swap};
 use super::trigger;
+use super::views;
 use super::Work;
 use crate::catalog::changes::{self, Change};
 use crate::ddl::retry::run_generated;
@@ -160,8 +162,8 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
     if change.kind == "expand_column" {
         let old_name = change.column_name.clone().unwrap_or_default();
         let old = table.column(&old_name)?;
-        table.column(&column)?;
-        facts::refuse_dependent_views(table, &old, &format!("contract change {id}"))?;
+        let new = table.column(&column)?;
+        let carried = views::find(table, &old, &new, &spec.final_name)?;
         let copies = rebuild::copies(id, table, &old, &column, &spec.final_name)?;
         plan.now.extend(copies.add);
         plan.job.extend(copies.build);
@@ -173,6 +175,7 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
         if spec.final_name != column {
             last.push(format!("rename {} to {}", quote(&column), quote(&spec.final_name)));
         }
+        last.extend(carried.said());
     }
     if spec.not_null {
         let check = format!("migrate_{id}_not_null");
@@ -221,16 +224,29 @@ fn finish_as_owner(change: Change) -> Result<()> {
     let mut column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
     let mut statements = Vec::new();
     if change.kind == "expand_column" {
+        let old_name = change.column_name.as_deref().unwrap_or_default();
+        // Found again here: views or policies made since contract was called are carried too.
+        let carried = views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?;
+        if !carried.is_empty() {
+            carried.lock(&table);
+        }
         statements.push(trigger::drop_sql(&table, id));
         // A serial column's sequence belongs to it and would be dropped with it.
-        for sequence in owned_sequences(&table, change.column_name.as_deref().unwrap_or_default()) {
+        for sequence in owned_sequences(&table, old_name) {
             statements.push(format!("ALTER SEQUENCE {sequence} OWNED BY {}.{}", table.name, quote(&column)));
         }
-        statements.push(format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(change.column_name.as_deref().unwrap_or_default())));
-        if spec.final_name != column {
-            statements.push(format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(&column), quote(&spec.final_name)));
-            column = spec.final_name.clone();
+        if carried.is_empty() {
+            statements.push(format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(old_name)));
+            if spec.final_name != column {
+                statements.push(format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(&column), quote(&spec.final_name)));
+            }
+        } else {
+            for statement in statements.drain(..) {
+                Spi::run(&statement).map_err(|e| Failure::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
+            }
+            views::swap(&table, &carried, id, old_name, &column, &spec.final_name)?;
         }
+        column = spec.final_name.clone();
     }
     let mut alter = Vec::new();
     if let Some(check) = &swap.not_null_check {

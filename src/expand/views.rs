@@ -1,0 +1,545 @@
+//! Views and row-level security policies that use the old column of an expand_column change,
+//! carried to the new column inside contract's swap instead of blocking the DROP COLUMN.
+//!
+//! How the text is obtained: inside the swap transaction the old column is renamed to a unique
+//! marker and the new one to its final name; PostgreSQL's own deparser (pg_get_viewdef,
+//! pg_get_expr), run with the pinned search_path so that every name comes back qualified, then
+//! prints the marker wherever the old column was used, and the marker is replaced by the final
+//! name. No user text is searched and replaced: the marker cannot occur anywhere else (checked).
+//! When the column keeps its type (a rename), each view is replaced in place (CREATE OR REPLACE
+//! VIEW keeps its OID, owner, grants, comments, triggers and dependents); when the type changes,
+//! the views' output types may change, so they and every view built on them are dropped and
+//! created again, dependencies first, each as its owner, with everything PostgreSQL stores about
+//! a view carried over, or contract is refused up front naming what it cannot carry.
+
+use super::facts::{Column, Table};
+use super::rewrite::{quote, shorten, MAX_IDENTIFIER};
+use crate::ddl::session::{as_role_restricted, with_pinned_search_path};
+use crate::error::{Failure, Result};
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+#[derive(Debug, Clone)]
+pub struct View {
+    pub oid: pg_sys::Oid,
+    /// Qualified and quoted.
+    pub name: String,
+    pub owner: pg_sys::Oid,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub table_oid: pg_sys::Oid,
+    /// The policy's table, qualified and quoted.
+    pub table: String,
+    pub owner: pg_sys::Oid,
+}
+
+/// What the swap carries from the old column to the new one.
+#[derive(Debug, Clone, Default)]
+pub struct Carry {
+    /// In-place: the views that use the old column. Recreate: those and every view built on
+    /// them, each after the views it is built on.
+    pub views: Vec<View>,
+    pub policies: Vec<Policy>,
+    /// The column's type changes: the views are dropped and created again.
+    pub recreate: bool,
+}
+
+impl Carry {
+    pub fn is_empty(&self) -> bool {
+        self.views.is_empty() && self.policies.is_empty()
+    }
+
+    /// For contract_plan and contract's notice: what the swap will do with them.
+    pub fn said(&self) -> Vec<String> {
+        let mut said = Vec::new();
+        let names = |v: &[View]| v.iter().map(|v| v.name.clone()).collect::<Vec<_>>().join(", ");
+        if !self.views.is_empty() && self.recreate {
+            said.push(format!(
+                "drop and recreate views {} on the new column (in that order; with their owners, options, grants, comments, column defaults and triggers)",
+                names(&self.views)
+            ));
+        } else if !self.views.is_empty() {
+            said.push(format!("point views {} at the new column (CREATE OR REPLACE VIEW: the same views, grants and dependents)", names(&self.views)));
+        }
+        if !self.policies.is_empty() {
+            let policies: Vec<String> = self.policies.iter().map(|p| format!("{} on {}", quote(&p.name), p.table)).collect();
+            said.push(format!("rewrite policies {} to use the new column (ALTER POLICY)", policies.join(", ")));
+        }
+        said
+    }
+
+    /// Takes the swap's locks, views built on others first, then the tables of policies, then
+    /// `table`: the order in which a query through them locks them, so that a reader waiting
+    /// for one of them cannot hold another that the swap waits for. Each wait is bounded by
+    /// lock_timeout, like the swap's statements.
+    pub fn lock(&self, table: &Table) {
+        let mode = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+        let mut oids: Vec<pg_sys::Oid> = self.views.iter().rev().map(|v| v.oid).collect();
+        oids.extend(self.policies.iter().map(|p| p.table_oid).filter(|o| *o != table.oid));
+        oids.push(table.oid);
+        let mut seen = Vec::new();
+        for oid in oids {
+            if !seen.contains(&oid) {
+                unsafe { pg_sys::LockRelationOid(oid, mode) };
+                seen.push(oid);
+            }
+        }
+    }
+}
+
+fn strings(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<String> {
+    Spi::connect(|client| {
+        client
+            .select(sql, None, args)
+            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    })
+}
+
+/// The views and policies that use `old`, and what contract cannot carry (refused here, before
+/// anything changes). `new` is the column that takes its place.
+pub fn find(table: &Table, old: &Column, new: &Column, final_name: &str) -> Result<Carry> {
+    with_pinned_search_path(|| find_pinned(table, old, new, final_name))
+}
+
+/// One object that depends on the old column or on a view that will be recreated.
+struct Dependent {
+    kind: String,
+    oid: pg_sys::Oid,
+    described: String,
+}
+
+fn find_pinned(table: &Table, old: &Column, new: &Column, final_name: &str) -> Result<Carry> {
+    let recreate = old.type_sql != new.type_sql;
+    let mut carry = Carry { recreate, ..Default::default() };
+    let mut blockers: Vec<String> = Vec::new();
+    // Rules that use the column: the _RETURN rules of views and materialized views, and user rules.
+    let direct = dependents(
+        "SELECT CASE WHEN r.rulename = '_RETURN' AND c.relkind = 'v' THEN 'view'
+                     WHEN r.rulename = '_RETURN' AND c.relkind = 'm' THEN 'materialized view'
+                     ELSE 'rule' END,
+                r.ev_class,
+                CASE WHEN r.rulename = '_RETURN' THEN c.oid::pg_catalog.regclass::text
+                     ELSE pg_catalog.pg_describe_object(d.classid, d.objid, 0) END
+           FROM pg_catalog.pg_depend d
+           JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+           JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+          WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+            AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.refobjid = $1 AND d.refobjsubid = $2
+          GROUP BY 1, 2, 3
+          ORDER BY 3",
+        &[table.oid.into(), i32::from(old.attnum).into()],
+    );
+    // (dependency, dependent) pairs among the views, to order them.
+    let mut edges: Vec<(pg_sys::Oid, pg_sys::Oid)> = Vec::new();
+    let mut queue: Vec<Dependent> = direct;
+    let mut at = 0;
+    while at < queue.len() {
+        let d = &queue[at];
+        at += 1;
+        match d.kind.as_str() {
+            "view" => {
+                if carry.views.iter().any(|v| v.oid == d.oid) {
+                    continue;
+                }
+                let view = d.oid;
+                carry.views.push(View { oid: view, name: d.described.clone(), owner: pg_sys::InvalidOid });
+                if recreate {
+                    let more = view_dependents(view);
+                    for m in &more {
+                        if m.kind == "view" {
+                            edges.push((view, m.oid));
+                        }
+                    }
+                    queue.extend(more);
+                }
+            }
+            "materialized view" => blockers.push(format!("materialized view {}", d.described)),
+            _ => blockers.push(d.described.clone()),
+        }
+    }
+    blockers.dedup();
+    if !blockers.is_empty() {
+        let how = if recreate {
+            "uses the column, or is built on a view that contract has to drop and recreate (the column's type changes)"
+        } else {
+            "uses the column"
+        };
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            format!("cannot contract: column {} of table {} is used by {}", quote(&old.name), table.name, blockers.join(", ")),
+        )
+        .detail(format!(
+            "Contract carries views and policies to the new column in its swap; it cannot carry materialized views, rules or other objects that depend on them. Each of these {how}."
+        ))
+        .hint(format!(
+            "Nothing was changed. Save their definitions, drop them, contract, then create them again on column {}: for a materialized view, SELECT pg_get_viewdef('name'::regclass) gives its query; DROP MATERIALIZED VIEW name; SELECT migrate.contract(change); CALL migrate.wait(job); CREATE MATERIALIZED VIEW name AS <the query, using the new column>.",
+            quote(final_name)
+        )));
+    }
+    carry.views = in_dependency_order(carry.views, &edges);
+    check_views(&mut carry, table)?;
+    carry.policies = policies(table, old);
+    check_policies(&carry, table)?;
+    Ok(carry)
+}
+
+fn dependents(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<Dependent> {
+    Spi::connect(|client| {
+        client
+            .select(sql, None, args)
+            .map(|rows| {
+                rows.filter_map(|r| {
+                    Some(Dependent {
+                        kind: r.get::<String>(1).ok().flatten()?,
+                        oid: r.get::<pg_sys::Oid>(2).ok().flatten().unwrap_or(pg_sys::InvalidOid),
+                        described: r.get::<String>(3).ok().flatten()?,
+                    })
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// What depends on view `view` besides what belongs to it (its _RETURN rule, row type, column
+/// defaults, triggers): views built on it, and anything else (refused by the caller).
+fn view_dependents(view: pg_sys::Oid) -> Vec<Dependent> {
+    dependents(
+        "SELECT DISTINCT
+                CASE WHEN r.rulename = '_RETURN' AND c.relkind = 'v' THEN 'view'
+                     WHEN r.rulename = '_RETURN' AND c.relkind = 'm' THEN 'materialized view'
+                     ELSE 'other' END,
+                r.ev_class,
+                CASE WHEN r.rulename = '_RETURN' THEN c.oid::pg_catalog.regclass::text
+                     ELSE pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) END
+           FROM pg_catalog.pg_depend d
+           LEFT JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.oid = d.objid
+           LEFT JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+           LEFT JOIN pg_catalog.pg_trigger tg ON d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND tg.oid = d.objid
+           LEFT JOIN pg_catalog.pg_attrdef ad ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND ad.oid = d.objid
+          WHERE ((d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = $1)
+                 OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                     AND d.refobjid = (SELECT reltype FROM pg_catalog.pg_class WHERE oid = $1)))
+            AND NOT (d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.deptype = 'i')
+            AND NOT (r.ev_class IS NOT DISTINCT FROM $1 AND r.rulename = '_RETURN')
+            AND NOT (tg.tgrelid IS NOT DISTINCT FROM $1 AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+            AND NOT (ad.adrelid IS NOT DISTINCT FROM $1 AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+          ORDER BY 3",
+        &[view.into()],
+    )
+}
+
+/// Views ordered so that each comes after those it is built on.
+fn in_dependency_order(views: Vec<View>, edges: &[(pg_sys::Oid, pg_sys::Oid)]) -> Vec<View> {
+    let mut left = views;
+    let mut out: Vec<View> = Vec::new();
+    while !left.is_empty() {
+        let ready = left
+            .iter()
+            .position(|v| !edges.iter().any(|(from, to)| *to == v.oid && *from != v.oid && left.iter().any(|l| l.oid == *from)))
+            .unwrap_or(0);
+        out.push(left.remove(ready));
+    }
+    out
+}
+
+/// The swap acts on each view as its owner: the change's owner must be able to (be a member
+/// of the owning role). A temporary view belongs to another session and cannot be touched; a
+/// recreated view needs its owner's CREATE on the schema, and its grants made by that owner.
+fn check_views(carry: &mut Carry, table: &Table) -> Result<()> {
+    let mut problems = Vec::new();
+    for view in &mut carry.views {
+        let row = Spi::connect(|client| {
+            let mut rows = client
+                .select(
+                    "SELECT c.relowner, c.relowner::pg_catalog.regrole::text,
+                            pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+                            c.relpersistence = 't',
+                            pg_catalog.has_schema_privilege(c.relowner, c.relnamespace, 'CREATE'),
+                            EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantor <> c.relowner)
+                            OR EXISTS (SELECT FROM pg_catalog.pg_attribute at, pg_catalog.aclexplode(at.attacl) a
+                                        WHERE at.attrelid = c.oid AND a.grantor <> c.relowner)
+                       FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                    None,
+                    &[view.oid.into()],
+                )
+                .ok()?;
+            let r = rows.next()?;
+            Some((
+                r.get::<pg_sys::Oid>(1).ok().flatten()?,
+                r.get::<String>(2).ok().flatten()?,
+                r.get::<bool>(3).ok().flatten()?,
+                r.get::<bool>(4).ok().flatten()?,
+                r.get::<bool>(5).ok().flatten()?,
+                r.get::<bool>(6).ok().flatten()?,
+            ))
+        });
+        let Some((owner, owner_name, can_act, temporary, can_create, other_grantors)) = row else { continue };
+        view.owner = owner;
+        if temporary {
+            problems.push(format!("{} is a temporary view of another session", view.name));
+        } else if !can_act {
+            problems.push(format!("{} is owned by role {owner_name}, which the change's owner cannot act for", view.name));
+        } else if carry.recreate && !can_create {
+            problems.push(format!("{} would be recreated by its owner {owner_name}, who has no CREATE privilege on its schema", view.name));
+        } else if carry.recreate && other_grantors {
+            problems.push(format!("{} has grants made by roles other than its owner {owner_name}, which a recreated view cannot keep", view.name));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("cannot contract: views that use the old column of table {} cannot be carried to the new one", table.name))
+        .detail(format!("{}.", problems.join("; ")))
+        .hint("Nothing was changed. Contract as (or with a change owned by) a member of each view's owning role, or change the views yourself (ALTER VIEW ... OWNER TO, GRANT, or drop and recreate them after contract), then call again."))
+}
+
+/// Row-level security policies whose USING or WITH CHECK expression uses the column, on this
+/// table or (through a subquery) on another.
+fn policies(table: &Table, old: &Column) -> Vec<Policy> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT DISTINCT p.polname::text, p.polrelid, p.polrelid::pg_catalog.regclass::text, c.relowner
+                   FROM pg_catalog.pg_depend d
+                   JOIN pg_catalog.pg_policy p ON p.oid = d.objid
+                   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+                  WHERE d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+                    AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                    AND d.refobjid = $1 AND d.refobjsubid = $2
+                  ORDER BY 3, 1",
+                None,
+                &[table.oid.into(), i32::from(old.attnum).into()],
+            )
+            .map(|rows| {
+                rows.filter_map(|r| {
+                    Some(Policy {
+                        name: r.get::<String>(1).ok().flatten()?,
+                        table_oid: r.get::<pg_sys::Oid>(2).ok().flatten()?,
+                        table: r.get::<String>(3).ok().flatten()?,
+                        owner: r.get::<pg_sys::Oid>(4).ok().flatten()?,
+                    })
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// ALTER POLICY needs the owner of the policy's table: a policy on another table whose owner
+/// the change's owner cannot act for is refused.
+fn check_policies(carry: &Carry, table: &Table) -> Result<()> {
+    let foreign: Vec<String> = carry
+        .policies
+        .iter()
+        .filter(|p| !unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), p.owner) })
+        .map(|p| format!("policy {} on {}", quote(&p.name), p.table))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("cannot contract: {} use the old column of table {} and belong to tables whose owners the change's owner cannot act for", foreign.join(", "), table.name),
+    )
+    .detail("Contract rewrites policies that use the old column with ALTER POLICY, which only the owner of the policy's table may run.")
+    .hint("Nothing was changed. Have the owner of those tables rewrite the policies to use the new column (ALTER POLICY ... USING (...)), or contract as a member of their owning role."))
+}
+
+/// The swap, in the contract's one transaction after the sync trigger is gone: the old column
+/// becomes `marker`, the new one takes its final name, the views and policies are written again
+/// from their deparsed text with the marker replaced by the final name, and the old column is
+/// dropped (RESTRICT: anything still using it fails the swap, which changes nothing).
+pub fn swap(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, final_name: &str) -> Result<()> {
+    with_pinned_search_path(|| swap_pinned(table, carry, id, old, new, final_name))
+}
+
+fn run(sql: &str) -> Result<()> {
+    Spi::run(sql).map_err(|e| Failure::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{e}: {sql}")))
+}
+
+/// What a view is, written as statements that make it again.
+struct Captured {
+    /// CREATE [OR REPLACE] VIEW, then (recreated views) grants, comments, defaults, triggers.
+    statements: Vec<String>,
+    /// The table's columns the view uses, by their final names, to check the new view.
+    columns: Vec<String>,
+}
+
+fn swap_pinned(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, final_name: &str) -> Result<()> {
+    let marker = marker(id, table);
+    let before: Vec<String> = carry
+        .views
+        .iter()
+        .flat_map(|v| strings("SELECT pg_catalog.pg_get_viewdef($1)", &[v.oid.into()]))
+        .chain(carry.policies.iter().flat_map(|p| policy_texts(p)))
+        .collect();
+    if before.iter().any(|t| t.contains(&marker)) {
+        return Err(Failure::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("the marker {marker} already occurs in a view or policy of table {}", table.name))
+            .hint("Run the contract job again (SELECT migrate.contract(change)): the next try picks another marker."));
+    }
+    run(&format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(old), quote(&marker)))?;
+    if final_name != new {
+        run(&format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(new), quote(final_name)))?;
+    }
+    let replace = |text: &str| text.replace(&marker, &quote(final_name));
+    let captured: Vec<Captured> = carry.views.iter().map(|v| capture(table, v, carry.recreate, &marker, final_name, &replace)).collect();
+    let policies: Vec<String> = carry.policies.iter().map(|p| alter_policy(p, &replace)).collect();
+    if carry.recreate {
+        let names: Vec<String> = carry.views.iter().map(|v| v.name.clone()).collect();
+        run(&format!("DROP VIEW {}", names.join(", ")))?;
+    }
+    for (view, c) in carry.views.iter().zip(&captured) {
+        as_role_restricted(view.owner, || c.statements.iter().try_for_each(|s| run(s)))?;
+    }
+    for (policy, sql) in carry.policies.iter().zip(&policies) {
+        as_role_restricted(policy.owner, || run(sql))?;
+    }
+    for (view, c) in carry.views.iter().zip(&captured) {
+        let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[view.name.as_str().into()]).ok().flatten();
+        let now = table_columns(table, oid);
+        if now != c.columns {
+            return Err(Failure::new(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("view {} would use other columns of {} after being carried to column {}", view.name, table.name, quote(final_name)),
+            )
+            .detail(format!("Before: {}. After: {}.", c.columns.join(", "), now.join(", ")))
+            .hint("Nothing was changed. Recreate the view on the new column yourself (CREATE OR REPLACE VIEW), then contract again."));
+        }
+    }
+    run(&format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(&marker)))
+}
+
+/// A name no view or policy text can contain by chance; it lives only inside the swap.
+fn marker(id: i64, table: &Table) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let mut n = 0u32;
+    loop {
+        let name = shorten(&format!("pg_migrate_{id}_old_{:08x}", nanos.wrapping_add(n)), MAX_IDENTIFIER).to_string();
+        if !table.has_column(&name) {
+            return name;
+        }
+        n += 1;
+    }
+}
+
+/// The columns of `table` that view `view` uses, sorted.
+fn table_columns(table: &Table, view: Option<pg_sys::Oid>) -> Vec<String> {
+    let Some(view) = view else { return Vec::new() };
+    strings(
+        "SELECT DISTINCT a.attname::text
+           FROM pg_catalog.pg_depend d
+           JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+          WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+            AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND r.ev_class = $1 AND r.rulename = '_RETURN' AND d.refobjid = $2
+          ORDER BY 1",
+        &[view.into(), table.oid.into()],
+    )
+}
+
+fn capture(table: &Table, view: &View, recreate: bool, marker: &str, final_name: &str, replace: &dyn Fn(&str) -> String) -> Captured {
+    let oid = view.oid;
+    let definition = strings("SELECT pg_catalog.pg_get_viewdef($1)", &[oid.into()]).concat();
+    let definition = replace(definition.trim().trim_end_matches(';'));
+    let options = strings(
+        "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(pg_catalog.split_part(o, '=', 1)) || ' = '
+                                      || pg_catalog.quote_literal(pg_catalog.substr(o, pg_catalog.strpos(o, '=') + 1)), ', ')
+           FROM pg_catalog.pg_class c, pg_catalog.unnest(c.reloptions) o WHERE c.oid = $1",
+        &[oid.into()],
+    )
+    .concat();
+    let with = if options.is_empty() { String::new() } else { format!(" WITH ({options})") };
+    let verb = if recreate { "CREATE VIEW" } else { "CREATE OR REPLACE VIEW" };
+    let mut statements = vec![format!("{verb} {}{with} AS\n{definition}", view.name)];
+    if recreate {
+        statements.extend(strings(
+            "SELECT s FROM (
+               SELECT 1 AS k, 0 AS n, pg_catalog.format('REVOKE ALL ON TABLE %s FROM %s', $2, c.relowner::pg_catalog.regrole) AS s
+                 FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relacl IS NOT NULL
+               UNION ALL
+               SELECT 2, a.n, pg_catalog.format('GRANT %s ON TABLE %s TO %s%s', a.privilege_type, $2,
+                             CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::pg_catalog.regrole::pg_catalog.text END,
+                             CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+                 FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
+                WHERE c.oid = $1
+               UNION ALL
+               SELECT 3, at.attnum * 1000 + a.n, pg_catalog.format('GRANT %s (%I) ON TABLE %s TO %s%s', a.privilege_type, at.attname, $2,
+                             CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::pg_catalog.regrole::pg_catalog.text END,
+                             CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+                 FROM pg_catalog.pg_attribute at, pg_catalog.aclexplode(at.attacl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
+                WHERE at.attrelid = $1
+               UNION ALL
+               SELECT 4, 0, pg_catalog.format('COMMENT ON VIEW %s IS %L', $2, d.description)
+                 FROM pg_catalog.pg_description d
+                WHERE d.objoid = $1 AND d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0
+               UNION ALL
+               SELECT 5, d.objsubid, pg_catalog.format('COMMENT ON COLUMN %s.%I IS %L', $2, at.attname, d.description)
+                 FROM pg_catalog.pg_description d
+                 JOIN pg_catalog.pg_attribute at ON at.attrelid = d.objoid AND at.attnum = d.objsubid
+                WHERE d.objoid = $1 AND d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid > 0
+               UNION ALL
+               SELECT 6, ad.adnum, pg_catalog.format('ALTER VIEW %s ALTER COLUMN %I SET DEFAULT %s', $2, at.attname,
+                                                     pg_catalog.pg_get_expr(ad.adbin, ad.adrelid))
+                 FROM pg_catalog.pg_attrdef ad
+                 JOIN pg_catalog.pg_attribute at ON at.attrelid = ad.adrelid AND at.attnum = ad.adnum
+                WHERE ad.adrelid = $1
+               UNION ALL
+               SELECT 7, t.oid::int, pg_catalog.pg_get_triggerdef(t.oid)
+                 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND NOT t.tgisinternal
+               UNION ALL
+               SELECT 8, t.oid::int, pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', t.tgname, $2, d.description)
+                 FROM pg_catalog.pg_trigger t
+                 JOIN pg_catalog.pg_description d ON d.objoid = t.oid AND d.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+                WHERE t.tgrelid = $1 AND NOT t.tgisinternal
+             ) s ORDER BY k, n",
+            &[oid.into(), view.name.as_str().into()],
+        ));
+    }
+    let columns = table_columns(table, Some(oid)).into_iter().map(|c| if c == marker { final_name.to_string() } else { c });
+    let mut columns: Vec<String> = columns.collect();
+    columns.sort();
+    columns.dedup();
+    Captured { statements, columns }
+}
+
+/// A policy's USING and WITH CHECK expressions as the deparser prints them now.
+fn policy_texts(p: &Policy) -> Vec<String> {
+    strings(
+        "SELECT e FROM pg_catalog.pg_policy p,
+                LATERAL (VALUES (pg_catalog.pg_get_expr(p.polqual, p.polrelid)), (pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid))) v(e)
+          WHERE p.polrelid = $1 AND p.polname = $2 AND e IS NOT NULL",
+        &[p.table_oid.into(), p.name.as_str().into()],
+    )
+}
+
+/// ALTER POLICY with its expressions on the new column; its roles and command stay as they are.
+fn alter_policy(p: &Policy, replace: &dyn Fn(&str) -> String) -> String {
+    let row = Spi::connect(|client| {
+        let mut rows = client
+            .select(
+                "SELECT pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+                   FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 AND p.polname = $2",
+                None,
+                &[p.table_oid.into(), p.name.as_str().into()],
+            )
+            .ok()?;
+        let r = rows.next()?;
+        Some((r.get::<String>(1).ok().flatten(), r.get::<String>(2).ok().flatten()))
+    });
+    let (using, check) = row.unwrap_or((None, None));
+    let mut sql = format!("ALTER POLICY {} ON {}", quote(&p.name), p.table);
+    if let Some(u) = using {
+        sql.push_str(&format!(" USING ({})", replace(&u)));
+    }
+    if let Some(c) = check {
+        sql.push_str(&format!(" WITH CHECK ({})", replace(&c)));
+    }
+    sql
+}
