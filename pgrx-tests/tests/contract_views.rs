@@ -8,7 +8,7 @@
 //! subquery; refusals (materialized views, functions built on a view, a view of a role the
 //! change's owner cannot act for) by SQLSTATE, with nothing changed.
 
-use pg_migrate_integration::{exec, fails, one, Client, Cluster};
+use pg_migrate_integration::{exec, fails, one, wait_until, Client, Cluster};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -237,9 +237,26 @@ fn carry_views(rename: bool) {
         assert!(plan.contains("drop and recreate views app.positive, app.even, app.summary on the new column (in that order"), "{plan}");
     }
     std::thread::sleep(Duration::from_millis(300));
+    // A session in a long transaction holds a lock on a view that the swap locks (COMMENT takes
+    // SHARE UPDATE EXCLUSIVE; the table stays free for contract's own statements): the swap's
+    // tries time out and are retried while the clients go on, each waiting at most one try. On
+    // the type change it is the top view, which the swap locks first: the reader's query locks
+    // app.even before app.summary and then waits for the swap that waits for app.even, a
+    // deadlock that the swap must lose.
+    let blocked = if rename { "app.positive" } else { "app.summary" };
+    let mut blocker = pg.connect_as("app", "deployer");
+    exec(&mut blocker, &format!("BEGIN; COMMENT ON VIEW {blocked} IS 'being edited'"));
     let at_contract = count.load(Ordering::Relaxed);
     let job: i64 = one(&mut c, &format!("SELECT migrate.contract({change})"));
+    assert!(
+        wait_until(60, || one::<i64>(&mut admin, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_migrate job worker' AND wait_event_type = 'Lock' AND query LIKE '%finish_contract%'") == 1),
+        "the swap waits for the reader"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let blocked = count.load(Ordering::Relaxed);
+    exec(&mut blocker, "ROLLBACK");
     wait_job(&mut c, job, 120);
+    assert!(blocked > at_contract, "the clients ran while the swap was retried");
     assert_eq!(phase(&mut admin, change), "contracted");
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);

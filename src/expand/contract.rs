@@ -228,7 +228,7 @@ fn finish_as_owner(change: Change) -> Result<()> {
         // Found again here: views or policies made since contract was called are carried too.
         let carried = views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?;
         if !carried.is_empty() {
-            carried.lock(&table);
+            carried.lock(&table)?;
         }
         statements.push(trigger::drop_sql(&table, id));
         // A serial column's sequence belongs to it and would be dropped with it.

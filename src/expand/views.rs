@@ -14,7 +14,7 @@
 
 use super::facts::{Column, Table};
 use super::rewrite::{quote, shorten, MAX_IDENTIFIER};
-use crate::ddl::session::{as_role_restricted, with_pinned_search_path};
+use crate::ddl::session::{as_role_restricted, with_pinned_search_path, GucScope};
 use crate::error::{Failure, Result};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -71,22 +71,55 @@ impl Carry {
         said
     }
 
-    /// Takes the swap's locks, views built on others first, then the tables of policies, then
-    /// `table`: the order in which a query through them locks them, so that a reader waiting
-    /// for one of them cannot hold another that the swap waits for. Each wait is bounded by
-    /// lock_timeout, like the swap's statements.
-    pub fn lock(&self, table: &Table) {
-        let mode = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+    /// Takes the swap's locks up front, views built on others first, then the tables of
+    /// policies, then `table`: the order in which a query through one view locks them. A query
+    /// that names two of the views can lock them in another order and wait for the swap while
+    /// holding one that the swap waits for. So that such a query is never the one cancelled:
+    /// the swap checks for a deadlock after 20 ms of waiting instead of deadlock_timeout (it is
+    /// then the victim of a cycle that exists when it starts waiting), and each of its waits ends
+    /// after 80% of deadlock_timeout at most (before a query that queued behind it checks, so a
+    /// cycle formed later is broken by the swap giving up). A try that fails either way is
+    /// undone and reported as lock_not_available, which the job retries.
+    pub fn lock(&self, table: &Table) -> Result<()> {
         let mut oids: Vec<pg_sys::Oid> = self.views.iter().rev().map(|v| v.oid).collect();
         oids.extend(self.policies.iter().map(|p| p.table_oid).filter(|o| *o != table.oid));
         oids.push(table.oid);
-        let mut seen = Vec::new();
-        for oid in oids {
-            if !seen.contains(&oid) {
-                unsafe { pg_sys::LockRelationOid(oid, mode) };
-                seen.push(oid);
-            }
+        let setting = |name: &str| {
+            Spi::get_one_with_args::<String>("SELECT setting FROM pg_catalog.pg_settings WHERE name = $1", &[name.into()])
+                .ok()
+                .flatten()
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let (lock_timeout, deadlock_timeout) = (setting("lock_timeout"), setting("deadlock_timeout"));
+        let bound = deadlock_timeout * 4 / 5;
+        let guc = GucScope::new();
+        if bound > 0 && (lock_timeout == 0 || lock_timeout > bound) {
+            guc.set("lock_timeout", &format!("{bound}ms"));
         }
+        // deadlock_timeout is superuser-only: set with internal rights, for this scope only.
+        guc.set_internal("deadlock_timeout", "20ms");
+        let locked = crate::ddl::subxact::run(|| {
+            let mode = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+            let mut seen = Vec::new();
+            for oid in oids {
+                if !seen.contains(&oid) {
+                    unsafe { pg_sys::LockRelationOid(oid, mode) };
+                    seen.push(oid);
+                }
+            }
+        });
+        drop(guc);
+        locked.map_err(|e| {
+            let code = if matches!(e.code, PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED | PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE) {
+                PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
+            } else {
+                e.code
+            };
+            Failure::new(code, format!("contract could not lock table {} and the views and tables it carries: {}", table.name, e.message))
+                .detail(e.detail.unwrap_or_default())
+                .hint("Nothing was changed. The job retries; see migrate.lock_timeout and migrate.lock_retries.")
+        })
     }
 }
 
