@@ -27,6 +27,8 @@ pub struct Plan {
     pub job: Vec<Work>,
     pub swap: Swap,
     pub said: Vec<String>,
+    /// The views and policies on the old column that the swap carries to the new one.
+    pub views: views::Carry,
 }
 
 pub fn contract(id: i64) -> Result<i64> {
@@ -62,6 +64,10 @@ fn contract_as_owner(change: Change) -> Result<i64> {
     let spec = spec_of(&change);
     verify(&change, &table, &spec)?;
     let plan = with_pinned_search_path(|| plan(&change, &table, &spec))?;
+    if !plan.views.is_empty() {
+        let (old, new) = (change.column_name.as_deref().unwrap_or_default(), change.new_column.as_deref().unwrap_or_default());
+        views::rehearse(&table, &plan.views, id, old, new, &spec.final_name)?;
+    }
     for statement in &plan.now {
         run_generated(&format!("contract of change {id}"), statement)?;
     }
@@ -155,7 +161,7 @@ fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
 /// The statements of the contract of `change`, in order. Read-only: contract_plan shows it.
 pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
     let id = change.change;
-    let mut plan = Plan { now: vec![], job: vec![], swap: Swap::default(), said: vec![] };
+    let mut plan = Plan { now: vec![], job: vec![], swap: Swap::default(), said: vec![], views: views::Carry::default() };
     let column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
     let mut last = Vec::new();
     let mut relist = Vec::new();
@@ -176,6 +182,7 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
             last.push(format!("rename {} to {}", quote(&column), quote(&spec.final_name)));
         }
         last.extend(carried.said());
+        plan.views = carried;
     }
     if spec.not_null {
         let check = format!("migrate_{id}_not_null");

@@ -14,7 +14,9 @@
 
 use super::facts::{Column, Table};
 use super::rewrite::{quote, shorten, MAX_IDENTIFIER};
+use crate::ddl::retry::{run_politely, Limits, Site, Try};
 use crate::ddl::session::{as_role_restricted, with_pinned_search_path, GucScope};
+use crate::ddl::subxact;
 use crate::error::{Failure, Result};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -389,11 +391,69 @@ fn check_policies(carry: &Carry, table: &Table) -> Result<()> {
 /// from their deparsed text with the marker replaced by the final name, and the old column is
 /// dropped (RESTRICT: anything still using it fails the swap, which changes nothing).
 pub fn swap(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, final_name: &str) -> Result<()> {
-    with_pinned_search_path(|| swap_pinned(table, carry, id, old, new, final_name))
+    with_pinned_search_path(|| swap_pinned(table, carry, id, old, new, final_name, false))
+}
+
+/// The swap's view and policy part, done and undone in a subtransaction when contract is
+/// called: a view that cannot be created again on the new column (a function or operator the
+/// new type lacks, say) is refused now, before the job's slow work, not at its last step. Its
+/// locks are taken politely (migrate.lock_timeout and retries) and released at the end.
+pub fn rehearse(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, final_name: &str) -> Result<()> {
+    let limits = Limits::from_settings();
+    let what = format!("the rehearsal of contract {id}'s swap of views and policies");
+    let site = Site { what, sql: "", aftermath: "Nothing was changed: the call's statements were rolled back." };
+    let mut refused: Option<Failure> = None;
+    run_politely(&site, &limits, true, |lock_timeout| {
+        let tried = subxact::run_and_roll_back(|| {
+            let guc = GucScope::new();
+            guc.set("lock_timeout", &format!("{lock_timeout}ms"));
+            let done = carry.lock(table).and_then(|()| with_pinned_search_path(|| swap_pinned(table, carry, id, old, new, final_name, true)));
+            drop(guc);
+            done
+        });
+        let failure = match tried {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(f)) => f,
+            Err(caught) => caught.into(),
+        };
+        if failure.code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {
+            let error = subxact::Caught { code: failure.code, message: failure.message, detail: failure.detail, hint: failure.hint };
+            return Err(Try { error, timed_out: false, blocker: None });
+        }
+        refused = Some(failure);
+        Ok(())
+    })?;
+    refused.map_or(Ok(()), Err)
 }
 
 fn run(sql: &str) -> Result<()> {
     Spi::run(sql).map_err(|e| Failure::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{e}: {sql}")))
+}
+
+/// Runs the statements that carry `what` (a view or a policy) as `owner`; an error names it.
+/// A lock not granted (or a deadlock) stays lock_not_available, which the job retries.
+fn carry_as(owner: pg_sys::Oid, what: &str, final_name: &str, statements: &[String]) -> Result<()> {
+    let mut at = String::new();
+    let done = subxact::run(|| {
+        as_role_restricted(owner, || {
+            for s in statements {
+                at = s.clone();
+                if let Err(e) = Spi::run(s) {
+                    pgrx::error!("{e}");
+                }
+            }
+        })
+    });
+    done.map_err(|e| {
+        if matches!(e.code, PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE | PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED) {
+            return Failure::new(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, format!("{what} could not be locked: {}", e.message));
+        }
+        Failure::new(e.code, format!("cannot contract: {what} cannot be carried to column {}: {}", quote(final_name), e.message))
+            .detail(format!("{}Statement: {}", e.detail.map(|d| d + "\n").unwrap_or_default(), crate::ddl::retry::fragment(&at)))
+            .hint(format!(
+                "Nothing was changed. Save its definition and drop it, contract, then create it again for the new column; or change it so that its definition also works with the new column's type (pg_get_viewdef shows what contract runs), then call contract again."
+            ))
+    })
 }
 
 /// What a view is, written as statements that make it again.
@@ -404,7 +464,7 @@ struct Captured {
     columns: Vec<String>,
 }
 
-fn swap_pinned(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, final_name: &str) -> Result<()> {
+fn swap_pinned(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, final_name: &str, rehearsal: bool) -> Result<()> {
     let marker = marker(id, table);
     let before: Vec<String> = carry
         .views
@@ -428,10 +488,10 @@ fn swap_pinned(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, fina
         run(&format!("DROP VIEW {}", names.join(", ")))?;
     }
     for (view, c) in carry.views.iter().zip(&captured) {
-        as_role_restricted(view.owner, || c.statements.iter().try_for_each(|s| run(s)))?;
+        carry_as(view.owner, &format!("view {}", view.name), final_name, &c.statements)?;
     }
     for (policy, sql) in carry.policies.iter().zip(&policies) {
-        as_role_restricted(policy.owner, || run(sql))?;
+        carry_as(policy.owner, &format!("policy {} on {}", quote(&policy.name), policy.table), final_name, std::slice::from_ref(sql))?;
     }
     for (view, c) in carry.views.iter().zip(&captured) {
         let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[view.name.as_str().into()]).ok().flatten();
@@ -444,6 +504,10 @@ fn swap_pinned(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, fina
             .detail(format!("Before: {}. After: {}.", c.columns.join(", "), now.join(", ")))
             .hint("Nothing was changed. Recreate the view on the new column yourself (CREATE OR REPLACE VIEW), then contract again."));
         }
+    }
+    if rehearsal {
+        // The sync trigger and what contract's job rebuilds still hang on the old column.
+        return Ok(());
     }
     run(&format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(&marker)))
 }
