@@ -284,8 +284,9 @@ fn in_dependency_order(views: Vec<View>, edges: &[(pg_sys::Oid, pg_sys::Oid)]) -
 }
 
 /// The swap acts on each view as its owner: the change's owner must be able to (be a member
-/// of the owning role). A temporary view belongs to another session and cannot be touched; a
-/// recreated view needs its owner's CREATE on the schema, and its grants made by that owner.
+/// of the owning role), and the owner needs CREATE on the view's schema (CREATE OR REPLACE VIEW
+/// checks it too). A temporary view belongs to another session and cannot be touched; a
+/// recreated view can only keep grants its owner made.
 fn check_views(carry: &mut Carry, table: &Table) -> Result<()> {
     let mut problems = Vec::new();
     for view in &mut carry.views {
@@ -320,8 +321,9 @@ fn check_views(carry: &mut Carry, table: &Table) -> Result<()> {
             problems.push(format!("{} is a temporary view of another session", view.name));
         } else if !can_act {
             problems.push(format!("{} is owned by role {owner_name}, which the change's owner cannot act for", view.name));
-        } else if carry.recreate && !can_create {
-            problems.push(format!("{} would be recreated by its owner {owner_name}, who has no CREATE privilege on its schema", view.name));
+        } else if !can_create {
+            // CREATE OR REPLACE VIEW checks it too.
+            problems.push(format!("{} would be written again by its owner {owner_name}, who has no CREATE privilege on its schema", view.name));
         } else if carry.recreate && other_grantors {
             problems.push(format!("{} has grants made by roles other than its owner {owner_name}, which a recreated view cannot keep", view.name));
         }
