@@ -236,6 +236,7 @@ fn finish_as_owner(change: Change) -> Result<()> {
         let carried = views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?;
         if !carried.is_empty() {
             carried.lock(&table)?;
+            views::same_after_locking(&carried, &views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?)?;
         }
         statements.push(trigger::drop_sql(&table, id));
         // A serial column's sequence belongs to it and would be dropped with it.

@@ -125,6 +125,18 @@ impl Carry {
     }
 }
 
+/// A view or policy made between finding them and locking the table (which no new view can
+/// use until the swap ends) fails this try; the next one finds it first.
+pub fn same_after_locking(found: &Carry, now: &Carry) -> Result<()> {
+    let views = |c: &Carry| c.views.iter().map(|v| v.oid).collect::<Vec<_>>();
+    let policies = |c: &Carry| c.policies.iter().map(|p| (p.table_oid, p.name.clone())).collect::<Vec<_>>();
+    if views(found) == views(now) && policies(found) == policies(now) {
+        return Ok(());
+    }
+    Err(Failure::new(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, "views or policies on the old column changed while contract's swap took its locks")
+        .hint("The job retries the swap, which finds them again."))
+}
+
 fn strings(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<String> {
     Spi::connect(|client| {
         client
@@ -403,9 +415,11 @@ pub fn swap(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, final_n
 pub fn rehearse(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, final_name: &str) -> Result<()> {
     let limits = Limits::from_settings();
     let what = format!("the rehearsal of contract {id}'s swap of views and policies");
-    let site = Site { what, sql: "", aftermath: "Nothing was changed: the call's statements were rolled back." };
+    let said = carry.said().join("; ");
+    let site = Site { what, sql: &said, aftermath: "Nothing was changed: the call's statements were rolled back." };
     let mut refused: Option<Failure> = None;
     run_politely(&site, &limits, true, |lock_timeout| {
+        let watch = crate::ddl::watch::Watch::start(limits.statement_timeout_ms);
         let tried = subxact::run_and_roll_back(|| {
             let guc = GucScope::new();
             guc.set("lock_timeout", &format!("{lock_timeout}ms"));
@@ -413,14 +427,16 @@ pub fn rehearse(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, fin
             drop(guc);
             done
         });
+        let (timed_out, awaited) = (watch.timed_out(), watch.awaited_lock());
+        drop(watch);
         let failure = match tried {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(f)) => f,
             Err(caught) => caught.into(),
         };
-        if failure.code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {
+        if failure.code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE || timed_out {
             let error = subxact::Caught { code: failure.code, message: failure.message, detail: failure.detail, hint: failure.hint };
-            return Err(Try { error, timed_out: false, blocker: None });
+            return Err(Try { error, timed_out, blocker: awaited.map(|lock| crate::ddl::blockers::describe(&lock)) });
         }
         refused = Some(failure);
         Ok(())
