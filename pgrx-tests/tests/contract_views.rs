@@ -504,3 +504,28 @@ fn refused_view_that_cannot_be_created_on_the_new_type() {
     let sum: i64 = one(&mut c, "SELECT sum(code)::bigint FROM app.plain");
     assert_eq!(sum, 5050);
 }
+
+#[test]
+fn refused_view_that_joins_using_the_column() {
+    let (_pg, mut admin, mut c) = cast();
+    exec(
+        &mut c,
+        "CREATE TABLE app.t (id int PRIMARY KEY, amount numeric NOT NULL);
+         INSERT INTO app.t SELECT g, g FROM generate_series(1, 100) g;
+         CREATE TABLE app.u (id int, amount numeric);
+         INSERT INTO app.u SELECT g, g FROM generate_series(1, 10) g;
+         CREATE VIEW app.joined AS SELECT id, amount FROM app.t JOIN app.u USING (id, amount);",
+    );
+    let change: i64 = one(&mut c, "SELECT migrate.expand_column('app.t', 'amount', new_name => 'total', backfill => '{\"sleep_ms\": 0}')");
+    wait_backfill(&mut admin, change);
+    let e = refused(&mut c, &mut admin, change, "0A000", &["view app.joined", "USING"], true);
+    assert!(e.3.contains("ON instead of USING"), "{e:?}");
+    // Written with ON, it is carried.
+    exec(&mut c, "CREATE OR REPLACE VIEW app.joined AS SELECT t.id, t.amount FROM app.t JOIN app.u ON u.id = t.id AND u.amount = t.amount");
+    let job: i64 = one(&mut c, &format!("SELECT migrate.contract({change})"));
+    wait_job(&mut c, job, 120);
+    let n: i64 = one(&mut c, "SELECT count(*) FROM app.joined");
+    assert_eq!(n, 10);
+    let def: String = one(&mut c, "SELECT pg_get_viewdef('app.joined'::regclass)");
+    assert!(def.contains("t.total AS amount"), "{def}");
+}

@@ -515,12 +515,18 @@ fn swap_pinned(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, fina
         let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[view.name.as_str().into()]).ok().flatten();
         let now = table_columns(table, oid);
         if now != c.columns {
+            // PostgreSQL prints a view whose FROM gives the table column aliases, or joins it
+            // USING the column, with an alias list by position, where the marker is not named.
             return Err(Failure::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("view {} would use other columns of {} after being carried to column {}", view.name, table.name, quote(final_name)),
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot contract: view {} cannot be carried to column {} of {}", view.name, quote(final_name), table.name),
             )
-            .detail(format!("Before: {}. After: {}.", c.columns.join(", "), now.join(", ")))
-            .hint("Nothing was changed. Recreate the view on the new column yourself (CREATE OR REPLACE VIEW), then contract again."));
+            .detail(format!(
+                "Written again, it would use other columns of the table (before: {}; after: {}): it gives the table column aliases or joins it USING the column.",
+                c.columns.join(", "),
+                now.join(", ")
+            ))
+            .hint("Nothing was changed. Write the view without column aliases on the table and with ON instead of USING (CREATE OR REPLACE VIEW), or drop it, contract, and create it again on the new column; then call contract again."));
         }
     }
     if rehearsal {
