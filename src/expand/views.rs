@@ -101,7 +101,7 @@ impl Carry {
         }
         // deadlock_timeout is superuser-only: set with internal rights, for this scope only.
         guc.set_internal("deadlock_timeout", "20ms");
-        let locked = crate::ddl::subxact::run(|| {
+        let locked = subxact::run(|| {
             let mode = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
             let mut seen = Vec::new();
             for oid in oids {
@@ -118,9 +118,10 @@ impl Carry {
             } else {
                 e.code
             };
-            Failure::new(code, format!("contract could not lock table {} and the views and tables it carries: {}", table.name, e.message))
-                .detail(e.detail.unwrap_or_default())
-                .hint("Nothing was changed. The job retries; see migrate.lock_timeout and migrate.lock_retries.")
+            let mut f = Failure::new(code, format!("contract could not lock table {} and the views and tables it carries: {}", table.name, e.message))
+                .hint("Nothing was changed. It is tried again; see migrate.lock_timeout and migrate.lock_retries.");
+            f.detail = e.detail;
+            f
         })
     }
 }
@@ -205,11 +206,14 @@ fn find_pinned(table: &Table, old: &Column, new: &Column, final_name: &str) -> R
                     queue.extend(more);
                 }
             }
-            "materialized view" => blockers.push(format!("materialized view {}", d.described)),
-            _ => blockers.push(d.described.clone()),
+            kind => {
+                let named = if kind == "materialized view" { format!("materialized view {}", d.described) } else { d.described.clone() };
+                if !blockers.contains(&named) {
+                    blockers.push(named);
+                }
+            }
         }
     }
-    blockers.dedup();
     if !blockers.is_empty() {
         let how = if recreate {
             "uses the column, or is built on a view that contract has to drop and recreate (the column's type changes)"
@@ -327,7 +331,10 @@ fn check_views(carry: &mut Carry, table: &Table) -> Result<()> {
                 r.get::<bool>(6).ok().flatten()?,
             ))
         });
-        let Some((owner, owner_name, can_act, temporary, can_create, other_grantors)) = row else { continue };
+        let Some((owner, owner_name, can_act, temporary, can_create, other_grantors)) = row else {
+            problems.push(format!("{} was dropped meanwhile", view.name));
+            continue;
+        };
         view.owner = owner;
         if temporary {
             problems.push(format!("{} is a temporary view of another session", view.name));
