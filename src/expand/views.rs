@@ -315,7 +315,16 @@ fn check_views(carry: &mut Carry, table: &Table) -> Result<()> {
                             pg_catalog.has_schema_privilege(c.relowner, c.relnamespace, 'CREATE'),
                             EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantor <> c.relowner)
                             OR EXISTS (SELECT FROM pg_catalog.pg_attribute at, pg_catalog.aclexplode(at.attacl) a
-                                        WHERE at.attrelid = c.oid AND a.grantor <> c.relowner)
+                                        WHERE at.attrelid = c.oid AND a.grantor <> c.relowner),
+                            (SELECT pg_catalog.string_agg(x, ', ') FROM (
+                               SELECT 'a security label' AS x
+                                WHERE EXISTS (SELECT FROM pg_catalog.pg_seclabel l
+                                               WHERE l.objoid = c.oid AND l.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+                               UNION ALL
+                               SELECT 'membership in extension ' || pg_catalog.quote_ident(e.extname)
+                                 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                                WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
+                                  AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e') s)
                        FROM pg_catalog.pg_class c WHERE c.oid = $1",
                     None,
                     &[view.oid.into()],
@@ -329,9 +338,10 @@ fn check_views(carry: &mut Carry, table: &Table) -> Result<()> {
                 r.get::<bool>(4).ok().flatten()?,
                 r.get::<bool>(5).ok().flatten()?,
                 r.get::<bool>(6).ok().flatten()?,
+                r.get::<String>(7).ok().flatten(),
             ))
         });
-        let Some((owner, owner_name, can_act, temporary, can_create, other_grantors)) = row else {
+        let Some((owner, owner_name, can_act, temporary, can_create, other_grantors, uncarried)) = row else {
             problems.push(format!("{} was dropped meanwhile", view.name));
             continue;
         };
@@ -345,6 +355,8 @@ fn check_views(carry: &mut Carry, table: &Table) -> Result<()> {
             problems.push(format!("{} would be written again by its owner {owner_name}, who has no CREATE privilege on its schema", view.name));
         } else if carry.recreate && other_grantors {
             problems.push(format!("{} has grants made by roles other than its owner {owner_name}, which a recreated view cannot keep", view.name));
+        } else if let (true, Some(what)) = (carry.recreate, uncarried) {
+            problems.push(format!("{} has {what}, which a recreated view would lose", view.name));
         }
     }
     if problems.is_empty() {
