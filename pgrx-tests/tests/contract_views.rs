@@ -292,8 +292,9 @@ fn carry_views(rename: bool) {
     assert!(after[1].contains("options={security_barrier=true,check_option=cascaded}"), "{}", after[1]);
     assert!(after[0].contains("options={security_invoker=true}"), "{}", after[0]);
     let def: String = one(&mut c, "SELECT pg_get_viewdef('app.positive'::regclass)");
-    let used = if rename { "accounts.total AS amount" } else { "accounts.amount" };
-    assert!(def.contains(used), "{def}");
+    // (PostgreSQL 16 and later leave out the table name of a single-table view's columns.)
+    let used = if rename { "total AS amount" } else { "amount" };
+    assert!(def.contains(used) && !def.contains("pg_migrate"), "{def}");
     // What the reader sees: the same rows through the same views, and the check option holds.
     let column = if rename { "total" } else { "amount" };
     let truth: String = one(&mut admin, &format!("SELECT count(*) || ' ' || sum({column}) FROM app.accounts WHERE {column} >= 0 AND id % 2 = 0"));
@@ -471,7 +472,7 @@ fn refused_view_of_a_role_the_change_owner_cannot_act_for() {
     assert_eq!(sum, "5050");
     // Written again by their owners: other's view is still other's, and uses the new column.
     let theirs: String = one(&mut admin, "SELECT relowner::regrole || ' ' || pg_get_viewdef(oid) FROM pg_class WHERE oid = 'app.theirs'::regclass");
-    assert!(theirs.starts_with("other ") && theirs.contains("t.total AS amount"), "{theirs}");
+    assert!(theirs.starts_with("other ") && theirs.contains("total AS amount"), "{theirs}");
     let peek: String = one(&mut admin, "SELECT qual FROM pg_policies WHERE policyname = 'peek'");
     assert!(peek.contains("(t.total = (others.id)::numeric)") && !peek.contains("amount"), "{peek}");
 }
