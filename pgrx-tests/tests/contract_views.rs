@@ -497,6 +497,11 @@ fn refused_view_that_cannot_be_created_on_the_new_type() {
     assert!(e.3.contains("drop it"), "the hint gives the plan: {e:?}");
     // What the hint says: drop it, contract, create it again for the new type.
     exec(&mut c, "DROP VIEW app.lowered");
+    // The same for a policy.
+    exec(&mut c, "CREATE POLICY not_x ON app.codes USING (lower(code) <> 'x')");
+    let e = refused(&mut c, &mut admin, change, "42883", &["policy \"not_x\" on app.codes", "lower(integer)"], true);
+    assert!(e.3.contains("ALTER POLICY"), "{e:?}");
+    exec(&mut c, "DROP POLICY not_x ON app.codes");
     let job: i64 = one(&mut c, &format!("SELECT migrate.contract({change})"));
     wait_job(&mut c, job, 120);
     exec(&mut c, "CREATE VIEW app.lowered AS SELECT id, lower(code::text) AS code FROM app.codes");

@@ -487,9 +487,11 @@ fn carry_as(owner: pg_sys::Oid, what: &str, final_name: &str, statements: &[Stri
         }
         Failure::new(e.code, format!("cannot contract: {what} cannot be carried to column {}: {}", quote(final_name), e.message))
             .detail(format!("{}Statement: {}", e.detail.map(|d| d + "\n").unwrap_or_default(), crate::ddl::retry::fragment(&at)))
-            .hint(format!(
+            .hint(if what.starts_with("view") {
                 "Nothing was changed. Save its definition and drop it, contract, then create it again for the new column; or change it so that its definition also works with the new column's type (pg_get_viewdef shows what contract runs), then call contract again."
-            ))
+            } else {
+                "Nothing was changed. Change the policy so that its expressions also work with the new column's type (ALTER POLICY), or drop it, contract, and create it again; then call contract again."
+            })
     })
 }
 
@@ -507,7 +509,7 @@ fn swap_pinned(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, fina
         .views
         .iter()
         .flat_map(|v| strings("SELECT pg_catalog.pg_get_viewdef($1)", &[v.oid.into()]))
-        .chain(carry.policies.iter().flat_map(|p| policy_texts(p)))
+        .chain(carry.policies.iter().flat_map(policy_texts))
         .collect();
     if before.iter().any(|t| t.contains(&marker)) {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("the marker {marker} already occurs in a view or policy of table {}", table.name))
