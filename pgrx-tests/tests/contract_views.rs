@@ -5,8 +5,10 @@
 //! writers go through the old and then the new column and through a view, and a non-superuser
 //! reads through the views, none failing or waiting longer than its lock_timeout; row-level
 //! security policies on the column (FORCE ROW LEVEL SECURITY) and on another table through a
-//! subquery; refusals (materialized views, functions built on a view, a view of a role the
-//! change's owner cannot act for) by SQLSTATE, with nothing changed.
+//! subquery; views and a policy on a partitioned table and on one of its partitions; refusals
+//! (materialized views, functions built on a view, a view or policy of a role the change's owner
+//! cannot act for, a view or policy that cannot work on the new type, a join USING the column)
+//! by SQLSTATE, with nothing changed.
 
 use pg_migrate_integration::{exec, fails, one, wait_until, Client, Cluster};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -534,4 +536,58 @@ fn refused_view_that_joins_using_the_column() {
     assert_eq!(n, 10);
     let def: String = one(&mut c, "SELECT pg_get_viewdef('app.joined'::regclass)");
     assert!(def.contains("t.total AS amount"), "{def}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A partitioned table: views and policies on the parent and on a partition
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn views_and_policies_on_a_partitioned_table_and_its_partitions() {
+    let (pg, mut admin, mut c) = cast();
+    exec(
+        &mut c,
+        "CREATE TABLE app.ev (id bigint, kind text NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE app.ev_2024 PARTITION OF app.ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE app.ev_2025 PARTITION OF app.ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         INSERT INTO app.ev SELECT g, 'k' || (g % 3), date '2024-01-01' + (g % 700) FROM generate_series(1, 3000) g;
+         CREATE VIEW app.kinds AS SELECT kind, count(*) AS n FROM app.ev GROUP BY kind;
+         CREATE VIEW app.kinds_2024 AS SELECT id, kind FROM app.ev_2024 WHERE kind <> 'k0';
+         ALTER TABLE app.ev_2025 ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY not_k1 ON app.ev_2025 TO reader USING (kind <> 'k1');
+         GRANT SELECT ON app.ev_2025 TO reader;",
+    );
+    let before: Vec<String> = rows(&mut c, "SELECT kind || ' ' || n FROM app.kinds ORDER BY 1");
+    let before_2024: i64 = one(&mut c, "SELECT count(*) FROM app.kinds_2024");
+    // A rename, then a type change of the renamed column.
+    for (expand, column) in [
+        ("SELECT migrate.expand_column('app.ev', 'kind', new_name => 'event_kind', backfill => '{\"sleep_ms\": 0}')", "event_kind"),
+        ("SELECT migrate.expand_column('app.ev', 'event_kind', new_type => 'varchar(10)', backfill => '{\"sleep_ms\": 0}')", "event_kind"),
+    ] {
+        let change: i64 = one(&mut c, expand);
+        wait_backfill(&mut admin, change);
+        let plan: String = one(&mut c, &format!("SELECT migrate.contract_plan({change})"));
+        assert!(plan.contains("app.kinds_2024") && plan.contains(r#""not_k1" on app.ev_2025"#), "{plan}");
+        let job: i64 = one(&mut c, &format!("SELECT migrate.contract({change})"));
+        wait_job(&mut c, job, 120);
+        assert_eq!(phase(&mut admin, change), "contracted");
+        assert_eq!(rows(&mut c, "SELECT kind || ' ' || n FROM app.kinds ORDER BY 1"), before);
+        let n: i64 = one(&mut c, "SELECT count(*) FROM app.kinds_2024");
+        assert_eq!(n, before_2024);
+        for partition in ["app.ev_2024", "app.ev_2025"] {
+            let columns = rows(&mut c, &format!("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = '{partition}'::regclass AND attnum > 0 AND NOT attisdropped"));
+            assert_eq!(columns, vec![format!("id,at,{column}")], "{partition}");
+        }
+    }
+    let def: String = one(&mut c, "SELECT pg_get_viewdef('app.kinds_2024'::regclass)");
+    assert!(def.contains("event_kind") && !def.contains("pg_migrate"), "{def}");
+    let t: String = one(&mut c, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'app.kinds'::regclass AND attname = 'kind'");
+    assert_eq!(t, "character varying(10)", "the view was recreated on the new type");
+    let qual: String = one(&mut c, "SELECT qual FROM pg_policies WHERE policyname = 'not_k1'");
+    assert!(qual.contains("event_kind"), "{qual}");
+    let mut reader = pg.connect_as("app", "reader");
+    let seen: i64 = one(&mut reader, "SELECT count(*) FROM app.ev_2025 WHERE event_kind = 'k1'");
+    assert_eq!(seen, 0, "the policy on the partition still hides k1 rows");
+    let all: i64 = one(&mut reader, "SELECT count(*) FROM app.ev_2025");
+    assert!(all > 0);
 }

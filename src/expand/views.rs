@@ -138,6 +138,14 @@ pub fn same_after_locking(found: &Carry, now: &Carry) -> Result<()> {
         .hint("The job retries the swap, which finds them again."))
 }
 
+/// `table` and, recursively, its partitions and inheritance children (as `tree(relid)`, with
+/// the table as $1): renaming or dropping its column does the same to theirs, so what uses
+/// theirs is carried too.
+const TREE: &str = "WITH RECURSIVE tree(relid) AS (
+                        SELECT $1::pg_catalog.oid
+                        UNION
+                        SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid)";
+
 fn strings(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<String> {
     Spi::connect(|client| {
         client
@@ -166,21 +174,26 @@ fn find_pinned(table: &Table, old: &Column, new: &Column, final_name: &str) -> R
     let mut blockers: Vec<String> = Vec::new();
     // Rules that use the column: the _RETURN rules of views and materialized views, and user rules.
     let direct = dependents(
-        "SELECT CASE WHEN r.rulename = '_RETURN' AND c.relkind = 'v' THEN 'view'
-                     WHEN r.rulename = '_RETURN' AND c.relkind = 'm' THEN 'materialized view'
-                     ELSE 'rule' END,
-                r.ev_class,
-                CASE WHEN r.rulename = '_RETURN' THEN c.oid::pg_catalog.regclass::text
-                     ELSE pg_catalog.pg_describe_object(d.classid, d.objid, 0) END
-           FROM pg_catalog.pg_depend d
-           JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-           JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
-          WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-            AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-            AND d.refobjid = $1 AND d.refobjsubid = $2
-          GROUP BY 1, 2, 3
-          ORDER BY 3",
-        &[table.oid.into(), i32::from(old.attnum).into()],
+        &format!(
+            "{TREE}
+             SELECT CASE WHEN r.rulename = '_RETURN' AND c.relkind = 'v' THEN 'view'
+                         WHEN r.rulename = '_RETURN' AND c.relkind = 'm' THEN 'materialized view'
+                         ELSE 'rule' END,
+                    r.ev_class,
+                    CASE WHEN r.rulename = '_RETURN' THEN c.oid::pg_catalog.regclass::text
+                         ELSE pg_catalog.pg_describe_object(d.classid, d.objid, 0) END
+               FROM tree
+               JOIN pg_catalog.pg_depend d ON d.refobjid = tree.relid
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+               JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+               JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+              WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+              GROUP BY 1, 2, 3
+              ORDER BY 3"
+        ),
+        &[table.oid.into(), old.name.as_str().into()],
     );
     // (dependency, dependent) pairs among the views, to order them.
     let mut edges: Vec<(pg_sys::Oid, pg_sys::Oid)> = Vec::new();
@@ -373,16 +386,21 @@ fn policies(table: &Table, old: &Column) -> Vec<Policy> {
     Spi::connect(|client| {
         client
             .select(
-                "SELECT DISTINCT p.polname::text, p.polrelid, p.polrelid::pg_catalog.regclass::text, c.relowner
-                   FROM pg_catalog.pg_depend d
-                   JOIN pg_catalog.pg_policy p ON p.oid = d.objid
-                   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-                  WHERE d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
-                    AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                    AND d.refobjid = $1 AND d.refobjsubid = $2
-                  ORDER BY 3, 1",
+                &format!(
+                    "{TREE}
+                     SELECT DISTINCT p.polname::text, p.polrelid, p.polrelid::pg_catalog.regclass::text, c.relowner
+                       FROM tree
+                       JOIN pg_catalog.pg_depend d ON d.refobjid = tree.relid
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                       JOIN pg_catalog.pg_policy p ON p.oid = d.objid
+                       JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+                      WHERE d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+                        AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                        AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+                      ORDER BY 3, 1"
+                ),
                 None,
-                &[table.oid.into(), i32::from(old.attnum).into()],
+                &[table.oid.into(), old.name.as_str().into()],
             )
             .map(|rows| {
                 rows.filter_map(|r| {
@@ -534,7 +552,7 @@ fn swap_pinned(table: &Table, carry: &Carry, id: i64, old: &str, new: &str, fina
     }
     for (view, c) in carry.views.iter().zip(&captured) {
         let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[view.name.as_str().into()]).ok().flatten();
-        let now = table_columns(table, oid);
+        let now = table_columns(table, oid, None);
         if now != c.columns {
             // PostgreSQL prints a view whose FROM gives the table column aliases, or joins it
             // USING the column, with an alias list by position, where the marker is not named.
@@ -570,20 +588,36 @@ fn marker(id: i64, table: &Table) -> String {
     }
 }
 
-/// The columns of `table` that view `view` uses, sorted.
-fn table_columns(table: &Table, view: Option<pg_sys::Oid>) -> Vec<String> {
+/// The columns of `table` and of its partitions and inheritance children that view `view` uses,
+/// as "relation.column", sorted; with `marker_as`, the marker read as the final name.
+fn table_columns(table: &Table, view: Option<pg_sys::Oid>, marker_as: Option<(&str, &str)>) -> Vec<String> {
     let Some(view) = view else { return Vec::new() };
-    strings(
-        "SELECT DISTINCT a.attname::text
-           FROM pg_catalog.pg_depend d
-           JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-          WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-            AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-            AND r.ev_class = $1 AND r.rulename = '_RETURN' AND d.refobjid = $2
-          ORDER BY 1",
-        &[view.into(), table.oid.into()],
+    let mut columns: Vec<String> = strings(
+        &format!(
+            "{TREE}
+             SELECT DISTINCT d.refobjid::pg_catalog.regclass::text || E'\\t' || a.attname::text
+               FROM tree
+               JOIN pg_catalog.pg_depend d ON d.refobjid = tree.relid
+               JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+              WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                AND r.ev_class = $2 AND r.rulename = '_RETURN'"
+        ),
+        &[table.oid.into(), view.into()],
     )
+    .into_iter()
+    .map(|c| match c.split_once('\t') {
+        Some((relation, column)) if marker_as.is_some_and(|(marker, _)| column == marker) => {
+            format!("{relation}.{}", quote(marker_as.map(|(_, name)| name).unwrap_or_default()))
+        }
+        Some((relation, column)) => format!("{relation}.{}", quote(column)),
+        None => c,
+    })
+    .collect();
+    columns.sort();
+    columns.dedup();
+    columns
 }
 
 fn capture(table: &Table, view: &View, recreate: bool, marker: &str, final_name: &str, replace: &dyn Fn(&str) -> String) -> Captured {
@@ -644,10 +678,7 @@ fn capture(table: &Table, view: &View, recreate: bool, marker: &str, final_name:
             &[oid.into(), view.name.as_str().into()],
         ));
     }
-    let columns = table_columns(table, Some(oid)).into_iter().map(|c| if c == marker { final_name.to_string() } else { c });
-    let mut columns: Vec<String> = columns.collect();
-    columns.sort();
-    columns.dedup();
+    let columns = table_columns(table, Some(oid), Some((marker, final_name)));
     Captured { statements, columns }
 }
 
