@@ -32,6 +32,8 @@ CREATE TABLE migrate.all_backfills (
     -- page walks: how many rows a page holds, to turn batch sizes into page ranges
     rows_per_page       float8 NOT NULL DEFAULT 1,
     batches             bigint NOT NULL DEFAULT 0,
+    -- what the running backfill waits for now (a replica whose replay lags), NULL when it does not
+    waiting_for         text,
     -- page walks: at backfill_start, the next transaction id and the transactions in progress.
     -- The walk updates the row versions that existed then: each such row once, and none written
     -- since (by the application, or by the walk itself when a row moved to a page further on).
@@ -73,7 +75,8 @@ SELECT j.job,
        b.walk,
        b.manual,
        b.assignments,
-       b.filter
+       b.filter,
+       CASE WHEN j.state IN ('queued', 'running') THEN b.waiting_for END AS waiting_for
   FROM migrate.all_backfills b
   JOIN migrate.jobs j ON j.job = b.job;
 
@@ -87,11 +90,12 @@ CREATE FUNCTION migrate.progress_line(job bigint) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-SELECT format('pg_migrate: backfill job %s on %s is %s: %s rows updated, %s%% of ~%s rows%s%s%s',
+SELECT format('pg_migrate: backfill job %s on %s is %s: %s rows updated, %s%% of ~%s rows%s%s%s%s',
               p.job, p."table", p.state, p.rows_done, p.percent, p.rows_estimated,
               ', ' || p.rows_per_second || ' rows/s',
               ', about ' || p.eta || ' left',
-              ', batch size ' || p.batch_size)
+              ', batch size ' || p.batch_size,
+              '; waiting: ' || p.waiting_for)
   FROM migrate.progress p
  WHERE p.job = progress_line.job
 $fn$;

@@ -101,3 +101,14 @@ $proc$;
 
 COMMENT ON PROCEDURE migrate.wait_change(bigint, interval) IS
     'pg_migrate: wait for the job of an expand/contract change (backfill, validation, index build or contract)';
+
+-- The sync trigger of expand_column changes (src/expand/sync_row.rs): up, down and the old
+-- column's default analysed once when the change is made and run as analysed, with no PL/pgSQL
+-- and no per-row search_path switch. Its argument is the change id; it refuses any table that is
+-- not that change's (or one of its partitions).
+CREATE FUNCTION migrate.sync_row() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pg_migrate_sync_row';
+
+COMMENT ON FUNCTION migrate.sync_row() IS
+    'pg_migrate: the compiled sync trigger of expand_column changes (not for use by hand)';

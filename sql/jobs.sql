@@ -31,6 +31,8 @@ CREATE TABLE migrate.all_jobs (
     worker_started timestamptz,
     attempts      int NOT NULL DEFAULT 0,
     last_error    text,
+    -- the SQLSTATE of the failed statement (23505 for a duplicate key): migrate.wait raises it
+    last_sqlstate text,
     cancelled_by  name
 );
 
@@ -82,7 +84,8 @@ SELECT j.id                                   AS job,
        j.started_at,
        j.finished_at,
        j.last_error,
-       j.cancelled_by
+       j.cancelled_by,
+       j.last_sqlstate
   FROM migrate.all_jobs j
  WHERE j.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
    AND pg_catalog.pg_has_role(current_user, j.owner, 'USAGE');
@@ -149,8 +152,11 @@ BEGIN
         END LOOP;
     END IF;
     IF st.state OPERATOR(pg_catalog.=) 'failed' THEN
+        -- the failed statement's own SQLSTATE, so that a client can tell a duplicate key (23505)
+        -- from a lock it could not get (55P03); 38000 for jobs that failed before it was kept
         RAISE EXCEPTION 'pg_migrate: job % failed: %', job, st.last_error
-            USING ERRCODE = 'external_routine_exception',
+            USING ERRCODE = CASE WHEN st.last_sqlstate IS NULL OR pg_catalog.left(st.last_sqlstate, 2) OPERATOR(pg_catalog.=) ANY (ARRAY['00', '01', '02'])
+                                 THEN '38000' ELSE st.last_sqlstate END,
                   HINT = pg_catalog.format('See SELECT * FROM migrate.jobs WHERE job = %s; %s', job,
                          CASE WHEN st.kind OPERATOR(pg_catalog.=) 'backfill' THEN pg_catalog.format('fix the cause and call migrate.resume(%s) to go on from where it stopped.', job)
                               WHEN st.version IS NULL THEN 'fix the cause and run the statement again with migrate.run_async().'

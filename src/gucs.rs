@@ -18,6 +18,7 @@ pub static BACKFILL_SLEEP_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub const BACKFILL_SLEEP_MAX_MS: i32 = 60_000;
 pub static BACKFILL_NICE: GucSetting<i32> = GucSetting::<i32>::new(19);
 pub static BACKFILL_PACE_BY_LOAD: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static COMPILED_SYNC_TRIGGER: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static BACKFILL_MAX_REPLICA_LAG_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BACKFILL_JOB: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
 pub static DATABASE_NAMES: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
@@ -131,6 +132,14 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"migrate.compiled_sync_trigger",
+        c"Whether expand_column's sync trigger is the compiled migrate.sync_row() (else generated PL/pgSQL).",
+        c"On: up, down and the default are analysed once and run as analysed, with no per-row interpreter or search_path switch. Expressions with subqueries or set-returning functions get PL/pgSQL either way. Read when a change is made.",
+        &COMPILED_SYNC_TRIGGER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"migrate.backfill_max_replica_lag",
         c"Backfill batches wait while a replica's replay lag is above this (0 disables).",
@@ -203,6 +212,10 @@ pub fn backfill_sleep_ms() -> i32 {
 }
 pub fn backfill_pace_by_load() -> bool {
     BACKFILL_PACE_BY_LOAD.get()
+}
+
+pub fn compiled_sync_trigger() -> bool {
+    COMPILED_SYNC_TRIGGER.get()
 }
 
 pub fn backfill_nice() -> i32 {

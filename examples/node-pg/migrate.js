@@ -31,7 +31,7 @@ async function up(client) {
     ]);
     // 'applying': part of the up SQL (CREATE INDEX CONCURRENTLY, ...) runs in a background job now
     // that apply() has committed. Wait for it before the next version (pg_migrate would refuse that
-    // one with 55006 meanwhile); a job that fails is ERROR 38000 here.
+    // one with 55006 meanwhile); a job that fails raises its failed statement's SQLSTATE here (23505 for a duplicate key).
     if (rows[0].state === 'applying') {
       await client.query('CALL migrate.wait_version($1)', [version]);
     }

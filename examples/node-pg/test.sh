@@ -27,7 +27,7 @@ say "node-pg: up again, with duplicate emails: the index job fails and up exits 
 q "INSERT INTO users (email) VALUES ('ann@example.com'), ('Ann@example.com'), ('bob@example.com')"
 out=$(node migrate.js up 2>&1) && { printf 'FAILED: up succeeded:\n%s\n' "$out" >&2; exit 1; }
 printf '%s\n' "$out"
-for want in 'ERROR 38000: pg_migrate: job ' \
+for want in 'ERROR 23505: pg_migrate: job ' \
             'could not create unique index "users_email_key" (Key (lower(email))=(ann@example.com) is duplicated.' \
             'HINT: See SELECT * FROM migrate.jobs WHERE job = '; do
     [[ $out == *"$want"* ]] || { printf 'FAILED: migrate.js did not print: %s\n%s\n' "$want" "$out" >&2; exit 1; }

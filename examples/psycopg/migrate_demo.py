@@ -178,7 +178,7 @@ def main() -> int:
               "apply() returned 'applying'")
         expect_error(
             "CALL migrate.wait_version() of that version",
-            errors.ExternalRoutineException, "38000",
+            errors.UniqueViolation, "23505",
             'could not create unique index "accounts_email_key"', None,
             "apply the version again to resume",
             lambda: wait_version(conn, UNIQUE_EMAIL))

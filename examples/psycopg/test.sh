@@ -2,7 +2,7 @@
 # Runs the psycopg 3 example against a throwaway server: migrate_demo.py applies migrations, waits
 # for background jobs in autocommit mode, and makes pg_migrate refuse an edited migration (55000),
 # a wait inside a transaction block (25001), an unsafe index build (42P17), an apply while
-# another version is still applying (55006), and a job that fails (38000) and is resumed. It checks the exception class, e.sqlstate and
+# another version is still applying (55006), and a job that fails (23505, the failed statement's SQLSTATE) and is resumed. It checks the exception class, e.sqlstate and
 # e.diag.message_primary/detail/hint itself and exits non-zero if any is not as expected; this
 # script checks its output and the database afterwards.
 # Run it with: SKIP_INSTALL=1 bash scripts/examples.sh psycopg
@@ -37,8 +37,8 @@ output_has 'e.diag.message_primary:    up SQL of version "20240103000000_account
 output_has "e.diag.message_hint:       Build it with SELECT migrate.create_index(...)"
 output_has "caught psycopg.errors.ObjectInUse"
 output_has "e.sqlstate:                55006"
-output_has "caught psycopg.errors.ExternalRoutineException"
-output_has "e.sqlstate:                38000"
+output_has "caught psycopg.errors.UniqueViolation"
+output_has "e.sqlstate:                23505"
 output_has 'e.diag.message_primary:    pg_migrate: job 3 failed: '
 output_has "NOTICE: pg_migrate: resuming version \"20240106000000_accounts_email_key\" in job 3"
 output_has "NOTICE: pg_migrate: job 1 is done"

@@ -151,6 +151,54 @@ impl Cluster {
         cluster
     }
 
+    /// A streaming standby of this cluster (`pg_basebackup -R`: it replays what this one writes),
+    /// started on its own port with its own socket directory, plus `settings`. Dropping it stops
+    /// it and removes its files, like any cluster.
+    pub fn standby(&self, settings: &[&str]) -> Cluster {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("pg_migrate_it_{}_{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            run(Command::new("chown").args(["postgres:postgres", dir.to_str().unwrap()]), "chown");
+        }
+        let data = dir.join("data");
+        let port = self.port.to_string();
+        run(
+            pg_command("pg_basebackup").args([
+                "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", data.to_str().unwrap(), "-R", "-X", "stream", "--no-sync", "-c", "fast",
+            ]),
+            "pg_basebackup",
+        );
+        let port = free_port();
+        // Later lines win over the primary's, which the base backup copied.
+        let mut conf = format!("\nport = {port}\nunix_socket_directories = '{}'\n", dir.display());
+        for s in settings {
+            conf.push_str(s);
+            conf.push('\n');
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).unwrap();
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing).unwrap();
+        let cluster = Cluster { dir, port };
+        run(
+            pg_command("pg_ctl").args(["-D", data.to_str().unwrap(), "-l", cluster.log_path().to_str().unwrap(), "-w", "-t", "60", "start"]),
+            "pg_ctl start (standby)",
+        );
+        cluster
+    }
+
+    /// `pg_ctl promote`: a standby becomes a primary.
+    pub fn promote(&self) {
+        run(pg_command("pg_ctl").args(["-D", self.data_dir().to_str().unwrap(), "-w", "-t", "60", "promote"]), "pg_ctl promote");
+    }
+
+    /// `pg_ctl stop` with `mode` (fast, immediate); the cluster stays stopped.
+    pub fn stop(&self, mode: &str) {
+        run(pg_command("pg_ctl").args(["-D", self.data_dir().to_str().unwrap(), "-m", mode, "-w", "-t", "60", "stop"]), "pg_ctl stop");
+    }
+
     /// `pg_ctl stop` with `mode` (fast, immediate), then start again on the same port.
     pub fn restart(&self, mode: &str) {
         let data = self.data_dir();

@@ -823,6 +823,36 @@ fn refused_contract_before_backfill_done() {
     assert_eq!(not_filled, 2000, "the manual backfill never ran");
 }
 
+/// One batch (one Drizzle migration, say) that expands and contracts at once: on an empty table
+/// the backfill queued in that transaction has nothing to do and contract goes on; on a table
+/// with rows it refuses as before, and nothing is changed.
+#[test]
+fn expand_and_contract_in_one_transaction() {
+    let (_pg, mut c) = app();
+    exec(&mut c, "CREATE TABLE fresh (id bigint PRIMARY KEY, amount int NOT NULL DEFAULT 0)");
+    let mut tx = c.transaction().unwrap();
+    let change: i64 = tx.query_one("SELECT migrate.expand_column('fresh', 'amount', new_type => 'bigint')", &[]).unwrap().get(0);
+    let job: i64 = tx.query_one("SELECT migrate.contract($1)", &[&change]).unwrap().get(0);
+    tx.commit().unwrap();
+    wait_job(&mut c, job, 120);
+    assert_eq!(phase(&mut c, change), "contracted");
+    let backfill = backfill_job(&mut c, change);
+    assert_eq!(job_state(&mut c, backfill), "done");
+    assert_eq!(columns(&mut c, "fresh"), vec!["id bigint NOT NULL", "amount bigint NOT NULL DEFAULT 0"]);
+    exec(&mut c, "INSERT INTO fresh (id) VALUES (1)");
+
+    orders(&mut c);
+    let before = state(&mut c);
+    let mut tx = c.transaction().unwrap();
+    let change: i64 = tx.query_one("SELECT migrate.expand_column('orders', 'amount', new_type => 'bigint')", &[]).unwrap().get(0);
+    let err = tx.query_one("SELECT migrate.contract($1)", &[&change]).unwrap_err();
+    let db = err.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "55000", "{db:?}");
+    assert!(db.message().contains("its backfill job") && db.message().contains("is queued"), "{}", db.message());
+    drop(tx);
+    assert_eq!(state(&mut c), before, "nothing was changed");
+}
+
 #[test]
 fn refused_second_expand_on_a_table_with_an_open_change() {
     let (_pg, mut c) = app();
@@ -920,11 +950,14 @@ fn failing_unique_create_index_leaves_no_invalid_index() {
     let (_pg, mut c) = app();
     people(&mut c, true);
     let change: i64 = one(&mut c, "SELECT migrate.create_index('people', '(email)', name => 'people_email_key', is_unique => true)");
-    let waited = c.batch_execute(&format!("CALL migrate.wait_change({change}, '60 seconds')"));
-    assert!(waited.is_err(), "waiting for a failed unique index reports the failure");
+    let waited = c.batch_execute(&format!("CALL migrate.wait_change({change}, '60 seconds')")).unwrap_err();
+    let db = waited.as_db_error().expect("waiting for a failed unique index reports the failure");
+    assert_eq!(db.code().code(), "23505", "the failed statement's own SQLSTATE: {db:?}");
     let job: Option<i64> = c.query_one("SELECT job FROM migrate.all_changes WHERE change = $1", &[&change]).unwrap().get(0);
     let job = job.expect("the change has a job");
     assert_eq!(job_state(&mut c, job), "failed");
+    let kept: String = one(&mut c, &format!("SELECT last_sqlstate FROM migrate.jobs WHERE job = {job}"));
+    assert_eq!(kept, "23505");
     let indexes = rows(
         &mut c,
         "SELECT indexrelid::regclass || ' valid=' || indisvalid FROM pg_index WHERE indrelid = 'people'::regclass ORDER BY 1",

@@ -94,9 +94,13 @@ fn a_failing_unique_index_build_fails_the_job_and_leaves_no_invalid_index() {
     let job: i64 = one(&mut c, "SELECT max(job) FROM migrate.jobs");
     let err = c.batch_execute(&format!("CALL migrate.wait({job})")).unwrap_err();
     let (code, message, _, hint) = db_error(&err);
-    assert_eq!(code, "38000");
+    assert_eq!(code, "23505", "the failed statement's own SQLSTATE");
     assert!(message.contains("could not create unique index \"big_val_key\""), "{message}");
     assert!(hint.contains("apply the version again to resume"), "{hint}");
+    let kept: String = one(&mut c, &format!("SELECT last_sqlstate FROM migrate.jobs WHERE job = {job}"));
+    assert_eq!(kept, "23505");
+    let event: String = one(&mut c, "SELECT detail->>'sqlstate' FROM migrate.events WHERE action = 'apply_failed' ORDER BY id DESC LIMIT 1");
+    assert_eq!(event, "23505", "the apply_failed event keeps it too");
 
     let (job_state, error): (String, String) = c
         .query_one("SELECT state, last_error FROM migrate.jobs WHERE job = $1", &[&job])
@@ -473,7 +477,7 @@ fn wait_version_waits_for_the_versions_job_and_fails_when_the_job_did() {
 
     one::<String>(&mut c, "SELECT migrate.apply('4_unique', 'CREATE UNIQUE INDEX CONCURRENTLY big_val_key ON big (val);')");
     let (code, message, ..) = db_error(&c.batch_execute("CALL migrate.wait_version('4_unique')").unwrap_err());
-    assert_eq!(code, "38000");
+    assert_eq!(code, "23505");
     assert!(message.contains("could not create unique index \"big_val_key\""), "{message}");
 
     // The jobs of the changes its up SQL made: here expand_column's backfill, which the version

@@ -135,10 +135,11 @@ fn functions_pin_their_search_path_against_hijacking() {
                 -- catalog SQL is pinned inside); wait() is a procedure that COMMITs, which a SET
                 -- clause forbids, so it (like wait_change and wait_version) schema-qualifies every name instead;
                 -- backfill_writing() runs no SQL and is called by sync triggers on every row, where a
-                -- SET clause would cost a GUC save and restore per call
+                -- SET clause would cost a GUC save and restore per call; sync_row() (the compiled sync
+                -- trigger) resolves its expressions under the search_path its arguments carry
                 AND p.proname NOT IN ('apply', 'rollback', 'rollback_to', 'run_async', 'wait', 'lint', 'plan', 'verify',
                                       'backfill_start', 'expand_column', 'add_column', 'add_check', 'create_index',
-                                      'add_enum_value', 'wait_change', 'wait_version', 'backfill_writing')
+                                      'add_enum_value', 'wait_change', 'wait_version', 'backfill_writing', 'sync_row')
                 AND NOT coalesce(p.proconfig::text LIKE '%search_path%', false)
               ORDER BY 1",
             &[],

@@ -68,8 +68,11 @@ BEGIN
         END LOOP;
     END IF;
     IF st.state OPERATOR(pg_catalog.=) 'failed' THEN
+        -- the failed statement's own SQLSTATE, so that a client can tell a duplicate key (23505)
+        -- from a lock it could not get (55P03); 38000 for jobs that failed before it was kept
         RAISE EXCEPTION 'pg_migrate: job % failed: %', job, st.last_error
-            USING ERRCODE = 'external_routine_exception',
+            USING ERRCODE = CASE WHEN st.last_sqlstate IS NULL OR pg_catalog.left(st.last_sqlstate, 2) OPERATOR(pg_catalog.=) ANY (ARRAY['00', '01', '02'])
+                                 THEN '38000' ELSE st.last_sqlstate END,
                   HINT = pg_catalog.format('See SELECT * FROM migrate.jobs WHERE job = %s; %s', job,
                          CASE WHEN st.kind OPERATOR(pg_catalog.=) 'backfill' THEN pg_catalog.format('fix the cause and call migrate.resume(%s) to go on from where it stopped.', job)
                               WHEN st.version IS NULL THEN 'fix the cause and run the statement again with migrate.run_async().'
@@ -152,6 +155,9 @@ $proc$;
 -- keys, keep new jobs from starting and make dead workers look alive. See sql/jobs.sql.
 ALTER TABLE migrate.all_jobs ADD COLUMN worker_started timestamptz;
 
+-- new: a failed job keeps the failed statement's SQLSTATE, which migrate.wait() raises again
+ALTER TABLE migrate.all_jobs ADD COLUMN last_sqlstate text;
+
 -- The live worker recorded for a job, as pg_stat_activity shows it; no row once that process
 -- is gone. Only pg_migrate writes the recorded pid and backend_start (when a worker claims its
 -- job, under the job row's lock), and only pg_migrate starts processes of this backend type:
@@ -173,7 +179,7 @@ $$;
 COMMENT ON FUNCTION migrate.job_worker(int, timestamptz) IS
     'pg_migrate: the live job worker with this pid and backend_start, if there is one';
 
--- worker_alive reads the recorded worker; the columns stay as they were.
+-- worker_alive reads the recorded worker; new last column: the failed statement's SQLSTATE.
 CREATE OR REPLACE VIEW migrate.jobs WITH (security_barrier) AS
 SELECT j.id                                   AS job,
        j.kind,
@@ -191,7 +197,8 @@ SELECT j.id                                   AS job,
        j.started_at,
        j.finished_at,
        j.last_error,
-       j.cancelled_by
+       j.cancelled_by,
+       j.last_sqlstate
   FROM migrate.all_jobs j
  WHERE j.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
    AND pg_catalog.pg_has_role(current_user, j.owner, 'USAGE');
@@ -302,3 +309,61 @@ $fn$;
 
 COMMENT ON FUNCTION migrate.status() IS
     'pg_migrate: one row per known version (baselines show state baseline; owner is the role it belongs to)';
+
+-- new: the compiled sync trigger of expand_column changes (src/expand/sync_row.rs); the changes
+-- opened before this update keep their generated PL/pgSQL functions
+CREATE FUNCTION migrate.sync_row() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pg_migrate_sync_row';
+
+COMMENT ON FUNCTION migrate.sync_row() IS
+    'pg_migrate: the compiled sync trigger of expand_column changes (not for use by hand)';
+
+-- new: migrate.progress says what a running backfill waits for (a replica whose replay lags), and
+-- the progress line too
+ALTER TABLE migrate.all_backfills ADD COLUMN waiting_for text;
+
+CREATE OR REPLACE VIEW migrate.progress WITH (security_barrier) AS
+SELECT j.job,
+       b.relation                              AS "table",
+       j.state,
+       b.rows_done,
+       b.rows_estimated,
+       pg_catalog.round(CASE
+           WHEN j.state = 'done' THEN 100
+           WHEN b.walk = 'ctid' THEN 100.0 * coalesce(b.cursor[1]::bigint, 0)
+                                           / GREATEST(b.upper_bound[1]::bigint, 1)
+           ELSE LEAST(99.9, 100.0 * b.rows_scanned / GREATEST(b.rows_estimated, b.rows_scanned, 1))
+       END, 1)                                 AS percent,
+       pg_catalog.round(b.rows_per_second)::bigint AS rows_per_second,
+       CASE WHEN j.state IN ('queued', 'running') AND b.rows_per_second > 0 THEN
+           pg_catalog.make_interval(secs => pg_catalog.round(
+               GREATEST(b.rows_estimated - b.rows_scanned, 0) / b.rows_per_second))
+       END                                     AS eta,
+       b.batch_size,
+       j.last_error,
+       b.last_batch_at,
+       b.rows_scanned,
+       b.batches,
+       b.walk,
+       b.manual,
+       b.assignments,
+       b.filter,
+       CASE WHEN j.state IN ('queued', 'running') THEN b.waiting_for END AS waiting_for
+  FROM migrate.all_backfills b
+  JOIN migrate.jobs j ON j.job = b.job;
+
+CREATE OR REPLACE FUNCTION migrate.progress_line(job bigint) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT format('pg_migrate: backfill job %s on %s is %s: %s rows updated, %s%% of ~%s rows%s%s%s%s',
+              p.job, p."table", p.state, p.rows_done, p.percent, p.rows_estimated,
+              ', ' || p.rows_per_second || ' rows/s',
+              ', about ' || p.eta || ' left',
+              ', batch size ' || p.batch_size,
+              '; waiting: ' || p.waiting_for)
+  FROM migrate.progress p
+ WHERE p.job = progress_line.job
+$fn$;
+

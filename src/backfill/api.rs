@@ -193,7 +193,8 @@ fn run_batches(job: Option<i64>, max_rows: Option<i32>) -> Result<i64> {
         return Err(Failure::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "max_rows must be positive")
             .hint("Pass NULL for the job's own batch size."));
     }
-    throttle::wait_for_replicas(b.job, b.pace.max_replica_lag_ms, || Some(throttle::replica_lag_ms()), sleep_ms);
+    // In the caller's transaction: nothing it writes about waiting would be seen before its end.
+    throttle::wait_for_replicas(b.job, b.pace.max_replica_lag_ms, || Some(throttle::worst_replica()), sleep_ms, |_| {});
     let mut updated = 0;
     loop {
         let outcome = batch::run(b.job, max_rows, 1)?;

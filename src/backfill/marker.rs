@@ -23,6 +23,11 @@ fn backfill_writing() -> Option<i64> {
     Some(WRITING.load(Ordering::Relaxed)).filter(|&j| j != 0)
 }
 
+/// The backfill job whose batch is writing in this backend, or 0 (for the compiled sync trigger).
+pub fn writing() -> i64 {
+    WRITING.load(Ordering::Relaxed)
+}
+
 /// Marks the writes made until the returned guard drops (also on error) as `job`'s.
 pub fn mark(scope: &GucScope, job: i64) -> Marked {
     scope.set_internal("migrate.backfill_job", &job.to_string());

@@ -7,15 +7,28 @@ use crate::error::notice;
 use pgrx::prelude::*;
 
 /// The largest replay lag of any replica, in milliseconds (0 without replicas).
-pub fn replica_lag_ms() -> f64 {
+pub fn worst_replica() -> Lag {
     as_extension_owner(|| {
-        Spi::get_one::<f64>(
-            "SELECT coalesce(max(extract(epoch FROM replay_lag) * 1000), 0)::float8 FROM pg_catalog.pg_stat_replication",
+        Spi::get_two::<f64, String>(
+            "SELECT extract(epoch FROM r.replay_lag)::float8 * 1000,
+                    coalesce(nullif(r.application_name, ''), r.client_addr::text, 'pid ' || r.pid)
+               FROM pg_catalog.pg_stat_replication r
+              WHERE r.replay_lag IS NOT NULL
+              ORDER BY r.replay_lag DESC
+              LIMIT 1",
         )
         .ok()
-        .flatten()
-        .unwrap_or(0.0)
+        .map(|(ms, replica)| Lag { ms: ms.unwrap_or(0.0), replica: replica.unwrap_or_default() })
+        .unwrap_or_default()
     })
+}
+
+/// The replay lag of the replica furthest behind (pg_stat_replication), and which one it is
+/// (its application_name, or its address); 0 ms when there is none.
+#[derive(Debug, Default, Clone)]
+pub struct Lag {
+    pub ms: f64,
+    pub replica: String,
 }
 
 /// How many sessions wait for a lock this backend holds (the batch's row locks, before commit).
@@ -53,23 +66,35 @@ pub fn other_sessions_working() -> bool {
 }
 
 /// Waits while a replica lags more than `max_ms` (0: never waits). `lag_now` reads the lag
-/// (None: stop waiting, the job no longer runs); `nap` sleeps. Both are the caller's: a worker
-/// reads in transactions of its own and keeps its heartbeat, a SQL call reads in its own.
-pub fn wait_for_replicas(job: i64, max_ms: i32, mut lag_now: impl FnMut() -> Option<f64>, mut nap: impl FnMut(i32)) {
+/// (None: stop waiting, the job no longer runs); `nap` sleeps; `waiting` is told why it waits
+/// (and None once it no longer does), for migrate.progress. All are the caller's: a worker
+/// reads and writes in transactions of its own and keeps its heartbeat, a SQL call in its own.
+pub fn wait_for_replicas(
+    job: i64,
+    max_ms: i32,
+    mut lag_now: impl FnMut() -> Option<Lag>,
+    mut nap: impl FnMut(i32),
+    mut waiting: impl FnMut(Option<&str>),
+) {
     if max_ms <= 0 {
         return;
     }
     let mut told = false;
     while let Some(lag) = lag_now() {
-        if lag <= f64::from(max_ms) {
-            return;
+        if lag.ms <= f64::from(max_ms) {
+            break;
         }
+        let why = format!("replica \"{}\" is {:.0} ms behind (max_replica_lag_ms is {max_ms})", lag.replica, lag.ms);
         if !told {
-            let line = format!("pg_migrate: backfill job {job} waits: a replica is {lag:.0} ms behind (max_replica_lag_ms is {max_ms})");
+            let line = format!("pg_migrate: backfill job {job} waits: {why}");
             notice(&line);
             pgrx::log!("{line}");
             told = true;
         }
+        waiting(Some(&why));
         nap(250);
+    }
+    if told {
+        waiting(None);
     }
 }

@@ -21,7 +21,7 @@ pub fn run(job: i64, seats: &Seats) {
     let mut last_size = 0;
     // Between batches a cancel (migrate.cancel signals the worker) may interrupt any statement:
     // every transaction here is caught, and the job's state says what happened.
-    let stopped = |caught: Caught| fail(job, &caught.message, caught.detail.as_deref());
+    let stopped = |caught: Caught| fail(job, caught.code, &caught.message, caught.detail.as_deref());
     loop {
         let b = match in_transaction(|| backfills::get(job)) {
             Ok(Some(b)) => b,
@@ -38,7 +38,7 @@ pub fn run(job: i64, seats: &Seats) {
             b.pace.max_replica_lag_ms,
             || match in_transaction(|| {
                 jobs::heartbeat(job);
-                matches!(jobs::state(job).as_deref(), Some("queued" | "running")).then(throttle::replica_lag_ms)
+                matches!(jobs::state(job).as_deref(), Some("queued" | "running")).then(throttle::worst_replica)
             }) {
                 Ok(lag) => lag,
                 Err(caught) => {
@@ -47,6 +47,10 @@ pub fn run(job: i64, seats: &Seats) {
                 }
             },
             nap,
+            |why| {
+                // What progress shows; a failure to say it must not stop the job.
+                let _ = in_transaction(|| backfills::set_waiting(job, why));
+            },
         );
         if let Some(caught) = interrupted {
             return stopped(caught);
@@ -60,7 +64,7 @@ pub fn run(job: i64, seats: &Seats) {
         };
         let outcome = match in_transaction(|| batch::run(job, cap, pacer.stretch())) {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(failure)) => return fail(job, &failure.message, failure.detail.as_deref()),
+            Ok(Err(failure)) => return fail(job, failure.code, &failure.message, failure.detail.as_deref()),
             Err(caught) => return stopped(caught),
         };
         if !seats.keep() {
@@ -196,7 +200,7 @@ impl Calm {
 
 /// Ends the job as failed, unless it was cancelled (a cancel interrupts the running batch) or
 /// paused meanwhile.
-fn fail(job: i64, message: &str, detail: Option<&str>) {
+fn fail(job: i64, code: pgrx::PgSqlErrorCode, message: &str, detail: Option<&str>) {
     // A second cancel request must not interrupt this check.
     clear_cancel_request();
     let state = transaction(|| jobs::settled_state(job));
@@ -209,7 +213,7 @@ fn fail(job: i64, message: &str, detail: Option<&str>) {
         None => message.to_string(),
     };
     pgrx::log!("pg_migrate: backfill job {job} failed: {error}");
-    transaction(|| jobs::finish(job, "failed", Some(&error)));
+    transaction(|| jobs::finish(job, "failed", Some((&error, code))));
 }
 
 /// Sleeps between batches. A cancel request (migrate.cancel signals the worker) ends the sleep

@@ -169,10 +169,22 @@ pub struct Done<'a> {
     pub finished: bool,
 }
 
+/// What the backfill waits for now (a replica that lags), or None: shown by migrate.progress.
+/// Not recorded while the database still has pg_migrate 0.2.0's tables.
+pub fn set_waiting(job: i64, why: Option<&str>) {
+    if !crate::catalog::has_0_3_objects() {
+        return;
+    }
+    as_extension_owner(|| {
+        Spi::run_with_args("UPDATE migrate.all_backfills SET waiting_for = $2 WHERE job = $1", &[job.into(), why.into()])
+            .expect("record what the backfill waits for")
+    })
+}
+
 pub fn record_batch(job: i64, d: &Done) {
     as_extension_owner(|| {
         Spi::run_with_args(
-            "WITH b AS (
+            &format!("WITH b AS (
                 UPDATE migrate.all_backfills
                    SET cursor = coalesce($2, cursor), rows_done = rows_done + $3, rows_scanned = rows_scanned + $4,
                        batch_size = $5, last_batch_ms = $6, rows_per_second = coalesce($7, rows_per_second),
@@ -182,8 +194,8 @@ pub fn record_batch(job: i64, d: &Done) {
                 SET state = CASE WHEN $8 THEN 'done' ELSE 'running' END,
                     started_at = coalesce(started_at, pg_catalog.clock_timestamp()),
                     finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,
-                    heartbeat = pg_catalog.clock_timestamp(), last_error = NULL
-              WHERE id = $1",
+                    {} heartbeat = pg_catalog.clock_timestamp(), last_error = NULL
+              WHERE id = $1", super::jobs::forget_sqlstate()),
             &[
                 job.into(),
                 d.cursor.map(|c| c.to_vec()).into(),

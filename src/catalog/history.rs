@@ -247,7 +247,7 @@ pub fn record_resumed(version: &str, direction: &str, job: i64) {
 /// How a job ended for one version it carried.
 pub enum JobOutcome<'a> {
     Done,
-    Failed { error: &'a str, statement: usize, line: usize },
+    Failed { error: &'a str, sqlstate: pgrx::PgSqlErrorCode, statement: usize, line: usize },
     Cancelled { by: &'a str },
     /// The job stopped before reaching this version's statements: it stays as it was.
     NotReached,
@@ -263,11 +263,11 @@ pub fn record_job_outcome(version: &str, direction: &str, job: i64, outcome: Job
             None,
             serde_json::json!({ "job": job }),
         ),
-        JobOutcome::Failed { error, statement, line } => (
+        JobOutcome::Failed { error, sqlstate, statement, line } => (
             "failed",
             if direction == "down" { "rollback_failed" } else { "apply_failed" },
             Some(error),
-            serde_json::json!({ "job": job, "statement": statement, "line": line }),
+            serde_json::json!({ "job": job, "statement": statement, "line": line, "sqlstate": crate::error::sqlstate(sqlstate) }),
         ),
         JobOutcome::Cancelled { by } => (
             "failed",

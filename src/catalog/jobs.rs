@@ -6,7 +6,7 @@ use crate::ddl::retry::Limits;
 use crate::ddl::script::Statement;
 use crate::ddl::session::as_extension_owner;
 use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::{JsonB, PgSqlErrorCode};
 use serde::{Deserialize, Serialize};
 
 /// One statement of a job, with where it came from for messages and history.
@@ -173,17 +173,48 @@ pub fn settled_state(job: i64) -> Option<String> {
     })
 }
 
-/// Ends a running job; a job cancelled meanwhile stays cancelled.
-pub fn finish(job: i64, state: &str, error: Option<&str>) {
+/// Whether migrate.all_jobs has last_sqlstate (0.3.0): a new library runs against the 0.2.0
+/// schema until ALTER EXTENSION UPDATE, and its workers must go on meanwhile.
+pub fn sqlstate_kept() -> bool {
+    crate::catalog::has_0_3_objects()
+}
+
+/// The assignment that clears a job's last SQLSTATE, when the schema has one.
+pub fn forget_sqlstate() -> &'static str {
+    if sqlstate_kept() { "last_sqlstate = NULL," } else { "" }
+}
+
+/// Ends a job (a job cancelled meanwhile stays cancelled); a failed one keeps its error and the failed statement's own SQLSTATE (a duplicate
+/// key stays 23505), which `migrate.wait()` raises again.
+pub fn finish(job: i64, state: &str, error: Option<(&str, PgSqlErrorCode)>) {
+    let (error, code) = error.map_or((None, None), |(e, c)| (Some(e), Some(crate::error::sqlstate(c))));
+    let keep = if sqlstate_kept() { "last_sqlstate = coalesce($4, last_sqlstate)," } else { "" };
     as_extension_owner(|| {
         Spi::run_with_args(
-            "UPDATE migrate.all_jobs
-                SET state = $2, last_error = coalesce($3, last_error), finished_at = pg_catalog.clock_timestamp(),
-                    heartbeat = pg_catalog.clock_timestamp()
-              WHERE id = $1 AND state IN ('queued', 'running')",
-            &[job.into(), state.into(), error.into()],
+            &format!(
+                "UPDATE migrate.all_jobs
+                    SET state = $2, last_error = coalesce($3, last_error), {keep}
+                        finished_at = pg_catalog.clock_timestamp(), heartbeat = pg_catalog.clock_timestamp()
+                  WHERE id = $1 AND state IN ('queued', 'running')"
+            ),
+            &[job.into(), state.into(), error.into(), code.into()],
         )
         .expect("finish job")
+    })
+}
+
+/// Ends a job that no worker has claimed yet as done, without running it. Whether it was still
+/// queued.
+pub fn skip_queued(job: i64) -> bool {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "UPDATE migrate.all_jobs SET state = 'done', finished_at = pg_catalog.clock_timestamp()
+              WHERE id = $1 AND state = 'queued' RETURNING true",
+            &[job.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
     })
 }
 
@@ -211,10 +242,13 @@ pub fn requeue(job: i64, settings: &Settings) {
     let settings = serde_json::to_value(settings).expect("settings serialise");
     as_extension_owner(|| {
         Spi::run_with_args(
-            "UPDATE migrate.all_jobs
-                SET state = 'queued', last_error = NULL, finished_at = NULL, cancelled_by = NULL,
-                    created_xid = pg_catalog.pg_current_xact_id(), settings = $2
-              WHERE id = $1",
+            &format!(
+                "UPDATE migrate.all_jobs
+                    SET state = 'queued', last_error = NULL, {} finished_at = NULL, cancelled_by = NULL,
+                        created_xid = pg_catalog.pg_current_xact_id(), settings = $2
+                  WHERE id = $1",
+                forget_sqlstate()
+            ),
             &[job.into(), JsonB(settings).into()],
         )
         .expect("requeue job")
@@ -270,10 +304,13 @@ pub fn pause(job: i64) -> bool {
 pub fn unpause(job: i64) -> bool {
     as_extension_owner(|| {
         Spi::get_one_with_args::<bool>(
-            "UPDATE migrate.all_jobs
-                SET state = 'queued', last_error = NULL, finished_at = NULL,
-                    created_xid = pg_catalog.pg_current_xact_id()
-              WHERE id = $1 AND state IN ('paused', 'failed') RETURNING true",
+            &format!(
+                "UPDATE migrate.all_jobs
+                    SET state = 'queued', last_error = NULL, {} finished_at = NULL,
+                        created_xid = pg_catalog.pg_current_xact_id()
+                  WHERE id = $1 AND state IN ('paused', 'failed') RETURNING true",
+                forget_sqlstate()
+            ),
             &[job.into()],
         )
         .ok()

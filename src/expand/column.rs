@@ -42,7 +42,7 @@ pub fn expand(r: &Request) -> Result<i64> {
             .hint("Pass new_name => 'new name' to rename the column, new_type => 'bigint' to change its type."));
     }
     let new_type = match r.new_type {
-        Some(t) => super::spec::type_name(t)?,
+        Some(t) => keep_collation(&table, &old, super::spec::type_name(t)?),
         None => old.type_sql.clone(),
     };
     // A type change alone still needs a second column while both versions run; it takes the
@@ -69,6 +69,11 @@ pub fn expand(r: &Request) -> Result<i64> {
         add.push_str(&format!(", ALTER COLUMN {} DROP DEFAULT", quote(r.column)));
     }
     run_generated(&format!("adding column {} to {}", quote(&new), table.name), &add)?;
+    // Roles with privileges on the old column only get them on the new one, for the application
+    // version that uses it; abort drops them with the column.
+    for grant in with_pinned_search_path(|| super::carry::grant_sql(&table, old.attnum, &new)) {
+        run_generated(&format!("granting the privileges of {} on {}", quote(r.column), quote(&new)), &grant)?;
+    }
     try_expression(&table, &down, "down", &old, &old.type_sql, r.down.is_none())?;
 
     let job = crate::backfill::api::start_on(
@@ -79,7 +84,7 @@ pub fn expand(r: &Request) -> Result<i64> {
         r.backfill,
     )?;
     let change = changes::next_id();
-    let (function, trig) = trigger::create(&Sync {
+    let made = trigger::create(&Sync {
         change,
         table: &table,
         old: r.column,
@@ -89,8 +94,10 @@ pub fn expand(r: &Request) -> Result<i64> {
         old_default: old.default.as_deref(),
         backfill_job: job,
     })?;
-    run_generated("creating the sync trigger's function", &function)?;
-    run_generated(&format!("creating the sync trigger on {}", table.name), &trig)?;
+    if let Some(function) = &made.function {
+        run_generated("creating the sync trigger's function", function)?;
+    }
+    run_generated(&format!("creating the sync trigger on {}", table.name), &made.triggers)?;
 
     let spec = ExpandSpec {
         old_type: old.type_sql.clone(),
@@ -123,6 +130,31 @@ pub fn expand(r: &Request) -> Result<i64> {
         quote(&trigger::trigger_name(change))
     ));
     Ok(change)
+}
+
+/// `new_type` with the old column's collation when the old one had a collation other than its
+/// type's default, the new type is collatable and names no collation itself: changing the type
+/// must not change how the column sorts and compares (a later ALTER to fix it would rewrite).
+fn keep_collation(table: &Table, old: &Column, new_type: String) -> String {
+    if super::spec::has_collate(&new_type) {
+        return new_type;
+    }
+    let collate = Spi::get_one_with_args::<String>(
+        "SELECT ' COLLATE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(co.collname)
+           FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+           JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+           JOIN pg_catalog.pg_namespace n ON n.oid = co.collnamespace
+          WHERE a.attrelid = $1 AND a.attnum = $2 AND a.attcollation <> t.typcollation
+            AND (SELECT nt.typcollation FROM pg_catalog.pg_type nt WHERE nt.oid = pg_catalog.to_regtype($3)) <> 0",
+        &[table.oid.into(), old.attnum.into(), new_type.as_str().into()],
+    )
+    .ok()
+    .flatten();
+    match collate {
+        Some(c) => format!("{new_type}{c}"),
+        None => new_type,
+    }
 }
 
 /// The user's expression, checked to be exactly one expression, or the default one.

@@ -7,6 +7,7 @@
 //! it are carried to the new one first, see `views`), rename, SET NOT NULL,
 //! SET DEFAULT, attach PRIMARY KEY / UNIQUE constraints to their new indexes, rename the copies.
 
+use super::carry;
 use super::facts::Table;
 use super::rebuild;
 use super::rewrite::quote;
@@ -46,9 +47,15 @@ fn contract_as_owner(change: Change) -> Result<i64> {
     if change.phase == "contracting" {
         return resume(&change);
     }
+    let table = with_pinned_search_path(|| Table::of(change.relation_oid()))?;
+    let spec = spec_of(&change);
     if let Some(job) = change.backfill_job {
         let state = change.backfill_state.as_deref().unwrap_or("gone");
-        if state != "done" {
+        // A backfill queued in this very transaction (expand and contract in one batch) on a
+        // table where no row needs it has nothing to do: it is ended as done, not waited for.
+        if state == "queued" && missing_rows(&change, &table, &spec, true) == 0 && crate::catalog::jobs::skip_queued(job) {
+            notice(format!("pg_migrate: backfill job {job} of change {id} had no row to fill; it is done"));
+        } else if state != "done" {
             return Err(Failure::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("change {id} cannot be contracted yet: its backfill job {job} is {state}"),
@@ -60,8 +67,6 @@ fn contract_as_owner(change: Change) -> Result<i64> {
             }));
         }
     }
-    let table = with_pinned_search_path(|| Table::of(change.relation_oid()))?;
-    let spec = spec_of(&change);
     verify(&change, &table, &spec)?;
     let plan = with_pinned_search_path(|| plan(&change, &table, &spec))?;
     if !plan.views.is_empty() {
@@ -122,29 +127,46 @@ pub fn spec_of(change: &Change) -> ExpandSpec {
     serde_json::from_value(change.spec.clone()).unwrap_or_default()
 }
 
-/// The last check before the old column goes: every row that up() gives a value has one in
-/// the new column. A scan of the table, as the change's owner, beside the traffic.
-fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
+/// The rows of `table` that would still lack their value in the new column, and how that is
+/// told: `None` when every row is fine whatever it holds.
+fn missing_when(change: &Change, spec: &ExpandSpec) -> Option<String> {
     let column = quote(change.new_column.as_deref().or(change.column_name.as_deref()).unwrap_or_default());
-    let missing_when = if change.kind == "expand_column" {
-        format!("{column} IS NULL AND (\n{}\n) IS NOT NULL", spec.up)
+    if change.kind == "expand_column" {
+        Some(format!("{column} IS NULL AND (\n{}\n) IS NOT NULL", spec.up))
     } else if spec.not_null {
-        format!("{column} IS NULL")
+        Some(format!("{column} IS NULL"))
     } else {
-        return Ok(());
-    };
+        None
+    }
+}
+
+/// How many rows lack their value (with `any`: 1 as soon as one does), counted as the change's
+/// owner under the change's search_path.
+fn missing_rows(change: &Change, table: &Table, spec: &ExpandSpec, any: bool) -> i64 {
+    let Some(when) = missing_when(change, spec) else { return 0 };
     let guc = GucScope::new();
     if let Some(path) = &spec.search_path {
         guc.set("search_path", path);
     }
-    let missing = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {} WHERE {missing_when}", table.name))
-        .ok()
-        .flatten()
-        .unwrap_or(0);
+    let sql = if any {
+        format!("SELECT count(*) FROM (SELECT FROM {} WHERE {when} LIMIT 1) AS one", table.name)
+    } else {
+        format!("SELECT count(*) FROM {} WHERE {when}", table.name)
+    };
+    let missing = Spi::get_one::<i64>(&sql).ok().flatten().unwrap_or(0);
     drop(guc);
+    missing
+}
+
+/// The last check before the old column goes: every row that up() gives a value has one in
+/// the new column. A scan of the table, as the change's owner, beside the traffic.
+fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
+    let missing = missing_rows(change, table, spec, false);
     if missing == 0 {
         return Ok(());
     }
+    let column = quote(change.new_column.as_deref().or(change.column_name.as_deref()).unwrap_or_default());
+    let missing_when = missing_when(change, spec).unwrap_or_default();
     Err(Failure::new(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         format!("change {} cannot be contracted: {missing} rows of {} have no value in {column}", change.change, table.name),
@@ -165,11 +187,12 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
     let column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
     let mut last = Vec::new();
     let mut relist = Vec::new();
+    let mut carried = Vec::new();
     if change.kind == "expand_column" {
         let old_name = change.column_name.clone().unwrap_or_default();
         let old = table.column(&old_name)?;
         let new = table.column(&column)?;
-        let carried = views::find(table, &old, &new, &spec.final_name)?;
+        let views_carried = views::find(table, &old, &new, &spec.final_name)?;
         let copies = rebuild::copies(id, table, &old, &column, &spec.final_name)?;
         plan.now.extend(copies.add);
         plan.job.extend(copies.build);
@@ -181,8 +204,9 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
         if spec.final_name != column {
             last.push(format!("rename {} to {}", quote(&column), quote(&spec.final_name)));
         }
-        last.extend(carried.said());
-        plan.views = carried;
+        last.extend(views_carried.said());
+        plan.views = views_carried;
+        carried = carry::carry(id, table, &old_name, &column, &spec.final_name)?.said;
     }
     if spec.not_null {
         let check = format!("migrate_{id}_not_null");
@@ -205,6 +229,9 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
         }
         if !plan.swap.indexes.is_empty() || !plan.swap.constraints.is_empty() {
             last.push("give the new indexes and constraints their old names".to_string());
+        }
+        if !carried.is_empty() {
+            last.push(format!("carry to the new column: {}", carried.join(", ")));
         }
     }
     if !last.is_empty() {
@@ -230,29 +257,36 @@ fn finish_as_owner(change: Change) -> Result<()> {
     let swap = spec.contract.clone().unwrap_or_default();
     let mut column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
     let mut statements = Vec::new();
+    let mut carried = carry::Carried::default();
     if change.kind == "expand_column" {
         let old_name = change.column_name.as_deref().unwrap_or_default();
-        // Found again here: views or policies made since contract was called are carried too.
-        let carried = views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?;
-        if !carried.is_empty() {
-            carried.lock(&table)?;
-            views::same_after_locking(&carried, &views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?)?;
+        // Found again here: views or policies made since contract was called are carried too,
+        // once their locks are held (before the table's: see views::Carry::lock).
+        let views_carried = views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?;
+        if !views_carried.is_empty() {
+            views_carried.lock(&table)?;
+            views::same_after_locking(&views_carried, &views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?)?;
         }
+        // Read before anything changes: what hangs on the old column now, this job's grants too.
+        carried = with_pinned_search_path(|| carry::carry(id, &table, old_name, &column, &spec.final_name))?;
         statements.push(trigger::drop_sql(&table, id));
         // A serial column's sequence belongs to it and would be dropped with it.
         for sequence in owned_sequences(&table, old_name) {
             statements.push(format!("ALTER SEQUENCE {sequence} OWNED BY {}.{}", table.name, quote(&column)));
         }
-        if carried.is_empty() {
+        statements.append(&mut carried.before_drop);
+        if views_carried.is_empty() {
             statements.push(format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(old_name)));
             if spec.final_name != column {
                 statements.push(format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(&column), quote(&spec.final_name)));
             }
         } else {
+            // The views' swap renames, reads, writes and drops in between: what comes before it
+            // runs now.
             for statement in statements.drain(..) {
                 Spi::run(&statement).map_err(|e| Failure::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
             }
-            views::swap(&table, &carried, id, old_name, &column, &spec.final_name)?;
+            views::swap(&table, &views_carried, id, old_name, &column, &spec.final_name)?;
         }
         column = spec.final_name.clone();
     }
@@ -283,6 +317,7 @@ fn finish_as_owner(change: Change) -> Result<()> {
     for c in &swap.constraints {
         statements.push(format!("ALTER TABLE {} RENAME CONSTRAINT {} TO {}", table.name, quote(&c.temporary), quote(&c.name)));
     }
+    statements.append(&mut carried.after);
     for statement in &statements {
         Spi::run(statement).map_err(|e| Failure::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
     }

@@ -8,6 +8,7 @@
 mod abort;
 mod add;
 pub mod api;
+mod carry;
 mod column;
 mod contract;
 mod facts;
@@ -15,6 +16,7 @@ mod objects;
 mod rebuild;
 pub(crate) mod rewrite;
 mod spec;
+mod sync_row;
 mod trigger;
 mod views;
 

@@ -72,6 +72,19 @@ pub fn type_name(t: &str) -> Result<String> {
     Ok(t.to_string())
 }
 
+/// Whether a type name that `type_name` accepted has its own COLLATE clause.
+pub fn has_collate(t: &str) -> bool {
+    let Ok(parsed) = script::split_after("new_type", "SELECT NULL::", t.trim()) else { return false };
+    let [one] = parsed.as_slice() else { return false };
+    unsafe {
+        let Some(select) = nodes::cast::<pg_sys::SelectStmt>(one.node, NodeTag::T_SelectStmt) else { return false };
+        let targets = nodes::nodes(select.targetList);
+        let [target] = targets.as_slice() else { return false };
+        nodes::cast::<pg_sys::ResTarget>(*target, NodeTag::T_ResTarget)
+            .is_some_and(|rt| nodes::tag(rt.val) == NodeTag::T_CollateClause)
+    }
+}
+
 unsafe fn is_cast_of_null(stmt: *mut pg_sys::Node) -> bool {
     unsafe {
         let Some(select) = nodes::cast::<pg_sys::SelectStmt>(stmt, NodeTag::T_SelectStmt) else { return false };

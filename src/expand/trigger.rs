@@ -9,6 +9,7 @@
 
 use super::facts::Table;
 use super::rewrite::{self, quote};
+use super::sync_row::Args;
 use crate::error::Result;
 
 pub struct Sync<'a> {
@@ -41,10 +42,46 @@ pub fn function_name(table: &Table, change: i64) -> String {
     format!("{}.{}", quote(&table.schema), quote(&format!("{prefix}{suffix}")))
 }
 
-/// CREATE FUNCTION, and the CREATE TRIGGER statements. The function keeps the search_path of the
-/// session that made the change (SET ... FROM CURRENT): `up` and `down` resolve their names as
-/// they did when they were checked.
-pub fn create(s: &Sync) -> Result<(String, String)> {
+/// What makes a change's sync trigger: its function (none for the compiled trigger), then the
+/// triggers.
+pub struct Made {
+    pub function: Option<String>,
+    pub triggers: String,
+}
+
+/// The compiled trigger (`migrate.sync_row`, see sync_row.rs) when the expressions allow it and
+/// `migrate.compiled_sync_trigger` is on; otherwise a generated PL/pgSQL function.
+pub fn create(s: &Sync) -> Result<Made> {
+    // The schemas the caller's names resolve in now ("$user" resolved for the caller, not for
+    // each writer, who could otherwise put a schema of their own in front).
+    let search_path = pgrx::Spi::get_one::<String>(
+        "SELECT coalesce(pg_catalog.string_agg(pg_catalog.quote_ident(s), ', '), '') FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) AS s",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    if crate::gucs::compiled_sync_trigger() && crate::catalog::has_0_3_objects() {
+        let args = Args {
+            change: s.change,
+            backfill_job: s.backfill_job,
+            old: s.old,
+            new: s.new,
+            search_path: &search_path,
+            up: s.up,
+            down: s.down,
+            old_default: s.old_default,
+        };
+        if super::sync_row::can_compile(s.table, &args) {
+            return Ok(Made { function: None, triggers: triggers_sql(s, &args.call()) });
+        }
+    }
+    let (function, triggers) = plpgsql(s, &search_path)?;
+    Ok(Made { function: Some(function), triggers })
+}
+
+/// CREATE FUNCTION, and the CREATE TRIGGER statements. The function pins `search_path`, the
+/// schemas `up` and `down` were checked in: they resolve their names as they did then.
+fn plpgsql(s: &Sync, search_path: &str) -> Result<(String, String)> {
     let (old, new) = (quote(s.old), quote(s.new));
     let up = over_new(s.up, "up")?;
     let down = over_new(s.down, "down")?;
@@ -84,22 +121,26 @@ END
     );
     let tag = dollar_tag(&body, s.change);
     let function = format!(
-        "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS {tag}{body}{tag}",
+        "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SET search_path TO '{path}' AS {tag}{body}{tag}",
+        path = search_path.replace('\'', "''"),
         name = function_name(s.table, s.change),
     );
-    // Two triggers on one function: an UPDATE that changes neither column (and whose row the
-    // backfill has reached) does not even enter PL/pgSQL, its WHEN clause is checked in C.
-    let function_name = function_name(s.table, s.change);
-    let triggers = format!(
-        "CREATE TRIGGER {} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function_name}();
+    Ok((function, triggers_sql(s, &format!("{}()", function_name(s.table, s.change)))))
+}
+
+/// Two triggers on one function: an UPDATE that changes neither column (and whose row the
+/// backfill has reached) does not even call the function, its WHEN clause is checked first.
+fn triggers_sql(s: &Sync, call: &str) -> String {
+    let (old, new) = (quote(s.old), quote(s.new));
+    format!(
+        "CREATE TRIGGER {} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {call};
          CREATE TRIGGER {} BEFORE UPDATE ON {table} FOR EACH ROW
              WHEN (NEW.{old} IS DISTINCT FROM OLD.{old} OR NEW.{new} IS DISTINCT FROM OLD.{new} OR NEW.{new} IS NULL)
-             EXECUTE FUNCTION {function_name}()",
+             EXECUTE FUNCTION {call}",
         quote(&trigger_name(s.change)),
         quote(&update_trigger_name(s.change)),
         table = s.table.name,
-    );
-    Ok((function, triggers))
+    )
 }
 
 pub fn drop_sql(table: &Table, change: i64) -> String {

@@ -261,9 +261,10 @@ fn fail(job: i64, steps: &[Step], i: usize, failure: crate::error::Failure) {
     );
     pgrx::log!("pg_migrate: job {job} failed: {error}");
     transaction(|| {
-        jobs::finish(job, "failed", Some(&error));
+        jobs::finish(job, "failed", Some((&error, failure.code)));
         end_versions(job, steps, i, |_| JobOutcome::Failed {
             error: &error,
+            sqlstate: failure.code,
             statement: step.number,
             line: step.line,
         });

@@ -1,0 +1,125 @@
+//! Streaming replicas on real servers (a standby made with `pg_basebackup -R`, on its own port):
+//! jobs survive a failover in the middle of their work, and a backfill waits for a replica whose
+//! replay is behind (docs/ha.md).
+
+use pg_migrate_integration::{exec, one, wait_until, Client, Cluster};
+
+const PRIMARY: &[&str] = &["shared_preload_libraries = 'pg_migrate'", "migrate.database_name = 'app'", "wal_level = replica", "max_wal_senders = 5"];
+
+/// The standby's replay has reached everything the primary has written so far.
+fn caught_up(primary: &mut Client, standby: &Cluster) -> bool {
+    let lsn: String = one(primary, "SELECT pg_current_wal_lsn()::text");
+    standby.wait_for("app", 60, &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"))
+}
+
+/// A session whose snapshot stays open: CREATE INDEX CONCURRENTLY waits for it to end.
+fn hold_old_snapshot(pg: &Cluster) -> Client {
+    let mut old = pg.connect("app");
+    exec(&mut old, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM ev");
+    old
+}
+
+/// A primary with a backfill (every row counts the updates it gets) and a concurrent index build
+/// under way is stopped with `-m immediate`; its standby is promoted. Nobody calls pg_migrate
+/// on the new primary: its launcher (which sat idle while the server was in recovery) resumes
+/// both jobs. Every row ends updated exactly once, the index ends valid with no INVALID
+/// leftover, the version ends applied.
+#[test]
+fn jobs_resume_on_the_promoted_standby_after_a_failover() {
+    let primary = Cluster::start_with(PRIMARY);
+    primary.create_db("app");
+    let mut c = primary.connect("app");
+    exec(&mut c, "CREATE TABLE ev (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+                  INSERT INTO ev SELECT g, 0, md5(g::text) FROM generate_series(1, 40000) g;");
+    let standby = primary.standby(&[]);
+    assert!(standby.wait_for("app", 60, "SELECT count(*) = 40000 FROM ev"), "the standby replays the table");
+    // On the standby, in recovery, the launcher is not running (it starts after promotion).
+    let launchers: i64 = one(&mut standby.connect("app"), "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_migrate launcher'");
+    assert_eq!(launchers, 0, "no launcher on a server in recovery");
+
+    let backfill: i64 = one(&mut c, r#"SELECT migrate.backfill_start('ev', 'n = n + 1', options => '{"batch_size": 500, "sleep_ms": 200}')"#);
+    let old = hold_old_snapshot(&primary);
+    assert_eq!(one::<String>(&mut c, "SELECT migrate.apply('2_idx', 'CREATE INDEX CONCURRENTLY ev_note_idx ON ev (note);')"), "applying");
+    let index_job: i64 = one(&mut c, "SELECT job FROM migrate.jobs WHERE version = '2_idx'");
+    assert!(
+        primary.wait_for("app", 60, &format!("SELECT rows_done >= 3000 FROM migrate.progress WHERE job = {backfill}")),
+        "the backfill made progress on the primary"
+    );
+    assert!(primary.wait_for("app", 60, &format!("SELECT worker_alive FROM migrate.jobs WHERE job = {index_job}")));
+    assert!(caught_up(&mut c, &standby));
+    let done_before: i64 = one(&mut c, &format!("SELECT rows_done FROM migrate.progress WHERE job = {backfill}"));
+    assert!(done_before < 40000, "the backfill was still running at the failover");
+
+    drop((c, old));
+    primary.stop("immediate");
+    standby.promote();
+
+    assert!(
+        standby.wait_for("app", 180, &format!("SELECT count(*) = 2 FROM migrate.jobs WHERE job IN ({backfill}, {index_job}) AND state = 'done'")),
+        "the promoted standby's launcher resumed both jobs and they finished"
+    );
+    let mut s = standby.connect("app");
+    let counts: Vec<(i32, i64)> = s
+        .query("SELECT n, count(*) FROM ev GROUP BY n ORDER BY n", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(counts, vec![(1, 40000)], "every row updated exactly once across the failover");
+    let indexes: Vec<String> = s
+        .query("SELECT indexrelid::regclass || ' ' || indisvalid FROM pg_index WHERE indrelid = 'ev'::regclass ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes, vec!["ev_note_idx true", "ev_pkey true"], "the index is valid, no INVALID leftover");
+    assert_eq!(one::<String>(&mut s, "SELECT state FROM migrate.status() WHERE version = '2_idx'"), "applied");
+    let attempts: i32 = one(&mut s, &format!("SELECT attempts FROM migrate.jobs WHERE job = {backfill}"));
+    assert!(attempts >= 2, "the backfill was resumed, not restarted from scratch: attempts {attempts}");
+}
+
+/// A standby whose replay is paused falls behind; the backfill's batches wait while its replay
+/// lag is above max_replica_lag_ms, say so in migrate.progress, and go on once replay resumes.
+#[test]
+fn a_backfill_waits_while_a_replica_lags_and_goes_on_when_it_catches_up() {
+    let primary = Cluster::start_with(PRIMARY);
+    primary.create_db("app");
+    let mut c = primary.connect("app");
+    exec(&mut c, "CREATE TABLE ev (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+                  INSERT INTO ev SELECT g, 0, md5(g::text) FROM generate_series(1, 20000) g;");
+    let standby = primary.standby(&["cluster_name = 'replica_one'"]);
+    assert!(caught_up(&mut c, &standby));
+    let mut s = standby.connect("app");
+    exec(&mut s, "SELECT pg_wal_replay_pause()");
+    // Something for the standby to be behind on: writes until pg_stat_replication shows the paused
+    // standby's replay lag above a second (the lag is measured when the standby acknowledges WAL).
+    assert!(
+        wait_until(60, || {
+            exec(&mut c, "UPDATE ev SET note = note || 'x' WHERE id <= 100");
+            one::<bool>(&mut c, "SELECT coalesce(max(replay_lag) > interval '1 second', false) FROM pg_stat_replication")
+        }),
+        "pg_stat_replication shows the paused standby's growing replay lag"
+    );
+    let backfill: i64 = one(&mut c, r#"SELECT migrate.backfill_start('ev', 'n = n + 1', options => '{"batch_size": 200, "max_replica_lag_ms": 300}')"#);
+    assert!(
+        primary.wait_for("app", 60, &format!("SELECT waiting_for IS NOT NULL FROM migrate.progress WHERE job = {backfill}")),
+        "the backfill says it waits"
+    );
+    let first: i64 = one(&mut c, &format!("SELECT rows_done FROM migrate.progress WHERE job = {backfill}"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let later: i64 = one(&mut c, &format!("SELECT rows_done FROM migrate.progress WHERE job = {backfill}"));
+    assert_eq!(first, later, "no batch ran while the replica was behind");
+    assert!(later < 20000);
+    let waiting: Option<String> = one(&mut c, &format!("SELECT waiting_for FROM migrate.progress WHERE job = {backfill}"));
+    let waiting = waiting.expect("migrate.progress says what the backfill waits for");
+    assert!(waiting.contains("replica_one"), "{waiting}");
+
+    exec(&mut s, "SELECT pg_wal_replay_resume()");
+    assert!(
+        wait_until(120, || one::<String>(&mut c, &format!("SELECT state FROM migrate.jobs WHERE job = {backfill}")) == "done"),
+        "the backfill goes on and finishes once replay resumes"
+    );
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM ev WHERE n <> 1"), 0);
+    let waiting: Option<String> = one(&mut c, &format!("SELECT waiting_for FROM migrate.progress WHERE job = {backfill}"));
+    assert_eq!(waiting, None);
+}
