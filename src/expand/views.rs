@@ -172,7 +172,8 @@ fn find_pinned(table: &Table, old: &Column, new: &Column, final_name: &str) -> R
     let recreate = old.type_sql != new.type_sql;
     let mut carry = Carry { recreate, ..Default::default() };
     let mut blockers: Vec<String> = Vec::new();
-    // Rules that use the column: the _RETURN rules of views and materialized views, and user rules.
+    // Rules that use the column: the _RETURN rules of views and materialized views, and user
+    // rules on views.
     let direct = dependents(
         &format!(
             "{TREE}
@@ -190,6 +191,8 @@ fn find_pinned(table: &Table, old: &Column, new: &Column, final_name: &str) -> R
               WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
                 AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
                 AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+                -- Rules on the table itself are carry's (refused there by name).
+                AND r.ev_class NOT IN (SELECT relid FROM tree)
               GROUP BY 1, 2, 3
               ORDER BY 3"
         ),
