@@ -19,3 +19,7 @@ CREATE TYPE mood AS ENUM ('happy', 'sad');
 CREATE MATERIALIZED VIEW order_totals AS SELECT user_id, sum(total) AS total FROM orders GROUP BY user_id;
 CREATE UNIQUE INDEX order_totals_user_idx ON order_totals (user_id);
 CREATE SCHEMA reporting;
+-- A table that logical replication publishes, and its unpublished staging twin.
+CREATE TABLE shipments (id bigint PRIMARY KEY, carrier text);
+CREATE PUBLICATION shipments_pub FOR TABLE shipments;
+CREATE TABLE shipments_staging (id bigint PRIMARY KEY, carrier text);

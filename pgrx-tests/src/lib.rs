@@ -189,6 +189,14 @@ impl Cluster {
         cluster
     }
 
+    /// `pg_ctl start` of a stopped cluster, on its port.
+    pub fn start_again(&self) {
+        run(
+            pg_command("pg_ctl").args(["-D", self.data_dir().to_str().unwrap(), "-l", self.log_path().to_str().unwrap(), "-w", "-t", "60", "start"]),
+            "pg_ctl start",
+        );
+    }
+
     /// `pg_ctl promote`: a standby becomes a primary.
     pub fn promote(&self) {
         run(pg_command("pg_ctl").args(["-D", self.data_dir().to_str().unwrap(), "-w", "-t", "60", "promote"]), "pg_ctl promote");

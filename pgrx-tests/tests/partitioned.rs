@@ -76,6 +76,26 @@ fn assert_fully_indexed(c: &mut Client, table: &str, index: &str) -> Vec<String>
     tree
 }
 
+/// The OIDs of partitioned index `index` and of every index attached under it, sorted.
+fn index_oids(c: &mut Client, index: &str) -> Vec<String> {
+    rows(
+        c,
+        &format!(
+            "WITH RECURSIVE tree(idx) AS (SELECT '{index}'::regclass::oid
+                                          UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.idx)
+             SELECT idx::text FROM tree ORDER BY idx"
+        ),
+    )
+}
+
+/// The OIDs of every index on every table of partitioned table `table`'s hierarchy, sorted.
+fn indexes_of_tree(c: &mut Client, table: &str) -> Vec<String> {
+    rows(
+        c,
+        &format!("SELECT x.indexrelid::text FROM pg_partition_tree('{table}') t JOIN pg_index x ON x.indrelid = t.relid ORDER BY x.indexrelid"),
+    )
+}
+
 /// Holds `mode` on `table` in an open transaction of its own session until dropped.
 fn hold_lock(pg: &Cluster, table: &str, mode: &str) -> Client {
     let mut c = pg.connect("app");
@@ -165,7 +185,7 @@ fn create_index_on_range_list_and_hash_partitioned_tables() {
     // The job listed its per-partition steps: two per partition built, one for the reused one.
     let ev_job = job_of(&mut c, ev);
     let steps: i32 = one(&mut c, &format!("SELECT steps_total FROM migrate.jobs WHERE job = {ev_job}"));
-    assert_eq!(steps, 2 + 1 + 2 + 2 + 1, "ON ONLY, listing, ATTACH (2024), CIC + ATTACH (2025, default), check");
+    assert_eq!(steps, 2 + 3 + 1, "ON ONLY, listing, one step per partition (ATTACH for 2024, a build and ATTACH for the others), check");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,11 +259,14 @@ fn sub_partitions_unique_keys_refusals_drop_and_abort() {
     let def: String = one(&mut c, "SELECT pg_get_indexdef('sp_v_idx'::regclass)");
     assert_eq!(def, "CREATE INDEX sp_v_idx ON ONLY public.sp USING btree (v)");
 
-    // abort of a create_index drops the partitioned index and its partitions' indexes.
+    // abort of a create_index drops the partitioned index and its partitions' indexes, by OID,
+    // and nothing else.
+    let key_tree: Vec<String> = index_oids(&mut c, "sp_key");
+    assert_eq!(key_tree.len(), 7, "sp, sp_eu, sp_eu_2024, sp_eu_2025, sp_eu_other, sp_us, sp_rest: {key_tree:?}");
+    let others = indexes_of_tree(&mut c, "sp").into_iter().filter(|o| !key_tree.contains(o)).collect::<Vec<_>>();
     one::<String>(&mut c, &format!("SELECT migrate.abort({uq})"));
     wait_change(&mut c, uq, 60);
-    let left: i64 = one(&mut c, "SELECT count(*) FROM pg_class WHERE relname LIKE 'sp%key'");
-    assert_eq!(left, 0);
+    assert_eq!(indexes_of_tree(&mut c, "sp"), others, "exactly the job's indexes are gone");
 
     // A foreign partition cannot be indexed: refused before anything is done.
     exec(
@@ -271,6 +294,15 @@ fn sub_partitions_unique_keys_refusals_drop_and_abort() {
     let (code, message, _, hint) = fails(&mut alice, "SELECT migrate.create_index('owned', '(v)')");
     assert_eq!(code, "42501", "{message}");
     assert!(message.contains("owned_1") && hint.starts_with("Nothing was changed."), "{message} {hint}");
+    // Nor dropped: PostgreSQL would let the table's owner drop it, but the abort could not
+    // build owned_1's index again.
+    exec(&mut c, "CREATE INDEX owned_v_idx ON owned (v)");
+    let (code, message, _, hint) = fails(&mut alice, "SELECT migrate.drop_index('owned_v_idx')");
+    assert_eq!(code, "42501", "{message}");
+    assert_eq!(message, "index public.owned_v_idx cannot be dropped: you do not own partitions public.owned_1");
+    assert!(hint.starts_with("Nothing was changed."), "{hint}");
+    let left: i64 = one(&mut c, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'owned_v_idx'::regclass");
+    assert_eq!(left, 1, "nothing dropped");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,7 +320,7 @@ struct Report {
 }
 
 /// Inserts and updates through `column` (old `kind` or new `event_kind`) until `stop`, with
-/// lock_timeout 2 s: a statement that waited longer fails and is reported.
+/// lock_timeout 2 s: a statement that waited longer fails and is reported (`check` asks for less).
 fn writer(pg: &Cluster, k: i64, column: &'static str, stop: Arc<AtomicBool>, count: Arc<AtomicU64>) -> std::thread::JoinHandle<Report> {
     let mut c = pg.connect("app");
     std::thread::spawn(move || {
@@ -330,7 +362,9 @@ fn writer(pg: &Cluster, k: i64, column: &'static str, stop: Arc<AtomicBool>, cou
 fn check(r: &Report) {
     eprintln!("{}: {} statements, slowest {:?}: {}", r.name, r.statements, r.slowest, r.slowest_sql);
     assert!(r.errors.is_empty(), "{}: failed statements: {:#?}", r.name, r.errors);
-    assert!(r.slowest < Duration::from_secs(2), "{}: waited {:?} (lock_timeout is 2 s): {}", r.name, r.slowest, r.slowest_sql);
+    // No statement waits behind more than one try of pg_migrate's: at most 4 × migrate.lock_timeout
+    // (250 ms by default, 200 ms for the contract), well under the writers' own 2 s.
+    assert!(r.slowest < Duration::from_millis(1000), "{}: waited {:?}, longer than one try: {}", r.name, r.slowest, r.slowest_sql);
     assert!(r.statements > 0);
 }
 
@@ -622,4 +656,352 @@ fn drop_of_a_partitioned_index_waits_politely_behind_a_reader() {
     assert!(r.slowest < Duration::from_millis(1000), "the writer waited {:?}", r.slowest);
     let left: i64 = one(&mut c, "SELECT count(*) FROM pg_class WHERE relname LIKE 'd%v_idx'");
     assert_eq!(left, 0, "the index of every partition went with it");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partition DDL while the job builds: dropped, detached, renamed, moved (review finding 1)
+// ---------------------------------------------------------------------------------------------
+
+fn job_state(c: &mut Client, job: i64) -> String {
+    one(c, &format!("SELECT state || coalesce(': ' || last_error, '') FROM migrate.jobs WHERE job = {job}"))
+}
+
+#[test]
+fn partitions_dropped_detached_renamed_or_moved_before_their_turn_are_skipped() {
+    let (pg, mut c) = app();
+    exec(
+        &mut c,
+        "CREATE SCHEMA other;
+         CREATE TABLE y (id int, v text) PARTITION BY RANGE (id);
+         CREATE TABLE y_a PARTITION OF y FOR VALUES FROM (0) TO (1000);
+         CREATE TABLE y_b PARTITION OF y FOR VALUES FROM (1000) TO (2000);
+         CREATE TABLE y_c PARTITION OF y FOR VALUES FROM (2000) TO (3000);
+         CREATE TABLE y_d PARTITION OF y FOR VALUES FROM (3000) TO (4000);
+         CREATE TABLE y_e PARTITION OF y FOR VALUES FROM (4000) TO (5000);
+         INSERT INTO y SELECT g, 'v' || g FROM generate_series(0, 4999) g;",
+    );
+    // The job is listed, then waits at y_a's build while the others change under it.
+    let lock = hold_lock(&pg, "y_a", "SHARE UPDATE EXCLUSIVE");
+    let change: i64 = one(&mut c, "SELECT migrate.create_index('y', '(v)')");
+    let job = job_of(&mut c, change);
+    worker_waits_in(&pg, "y_a");
+    exec(
+        &mut c,
+        "DROP TABLE y_b;
+         ALTER TABLE y_c RENAME TO y_c_renamed; ALTER TABLE y_c_renamed SET SCHEMA other;
+         ALTER TABLE y DETACH PARTITION y_d;",
+    );
+    drop(lock);
+    wait_job(&mut c, job, 120);
+    let tree = assert_fully_indexed(&mut c, "y", "y_v_idx");
+    assert_eq!(
+        tree,
+        vec!["other.y_c_renamed other.y_c_renamed_v_idx true", "y y_v_idx true", "y_a y_a_v_idx true", "y_e y_e_v_idx true"],
+        "the renamed and moved partition is indexed under its new name"
+    );
+    let on_detached: i64 = one(&mut c, "SELECT count(*) FROM pg_index WHERE indrelid = 'y_d'::regclass");
+    assert_eq!(on_detached, 0, "nothing built on the table detached before its turn");
+
+    // The last partition without an index is detached while its index is built: the job drops
+    // what it built there, and says that the parent index can no longer become valid, and how
+    // to get back: abort and a new create_index.
+    exec(
+        &mut c,
+        "CREATE TABLE x (id int, v text) PARTITION BY RANGE (id);
+         CREATE TABLE x_a PARTITION OF x FOR VALUES FROM (0) TO (1000);
+         CREATE TABLE x_b PARTITION OF x FOR VALUES FROM (1000) TO (2000);
+         CREATE TABLE x_c PARTITION OF x FOR VALUES FROM (2000) TO (3000);
+         INSERT INTO x SELECT g, 'v' || g FROM generate_series(0, 2999) g;",
+    );
+    let mut holder = pg.connect("app");
+    holder.batch_execute("BEGIN; LOCK TABLE x_c IN SHARE UPDATE EXCLUSIVE MODE").unwrap();
+    let change: i64 = one(&mut c, "SELECT migrate.create_index('x', '(v)')");
+    let job = job_of(&mut c, change);
+    worker_waits_in(&pg, "x_c");
+    holder.batch_execute("ALTER TABLE x DETACH PARTITION x_c; COMMIT").unwrap();
+    assert!(pg.wait_for("app", 90, &format!("SELECT state IN ('failed', 'done') FROM migrate.jobs WHERE job = {job}")));
+    let state = job_state(&mut c, job);
+    assert!(state.starts_with("failed: index public.x_v_idx stays INVALID although every partition has its index"), "{state}");
+    let on_detached: i64 = one(&mut c, "SELECT count(*) FROM pg_index WHERE indrelid = 'x_c'::regclass");
+    assert_eq!(on_detached, 0, "the index the job built on x_c before it was detached is dropped");
+    assert!(state.contains("Drop public.x_v_idx and build it again: for a migrate.create_index change, SELECT migrate.abort(change)"), "the way back: {state}");
+    one::<String>(&mut c, &format!("SELECT migrate.abort({change})"));
+    wait_change(&mut c, change, 60);
+    let left: i64 = one(&mut c, "SELECT count(*) FROM pg_partition_tree('x') t JOIN pg_index x ON x.indrelid = t.relid");
+    assert_eq!(left, 0);
+    let again: i64 = one(&mut c, "SELECT migrate.create_index('x', '(v)')");
+    wait_change(&mut c, again, 60);
+    assert_fully_indexed(&mut c, "x", "x_v_idx");
+}
+
+// ---------------------------------------------------------------------------------------------
+// abort of create_index undoes only its own work (review finding 2)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn abort_of_create_index_keeps_adopted_and_foreign_indexes() {
+    let (pg, mut c) = app();
+    exec(
+        &mut c,
+        "CREATE TABLE u (id int NOT NULL, k text, v text) PARTITION BY RANGE (id);
+         CREATE TABLE u_a PARTITION OF u FOR VALUES FROM (0) TO (1000);
+         CREATE TABLE u_b PARTITION OF u FOR VALUES FROM (1000) TO (2000);
+         CREATE TABLE u_c PARTITION OF u FOR VALUES FROM (2000) TO (3000);
+         INSERT INTO u SELECT g, 'k' || g, 'v' || g FROM generate_series(0, 2999) g;
+         -- the application's own rule on one partition: the job attaches it instead of building one
+         CREATE UNIQUE INDEX u_a_own_uq ON u_a (id, k);
+         -- not UNIQUE, or with a predicate: not what the unique index needs, never adopted
+         CREATE INDEX u_b_plain ON u_b (id, k);
+         CREATE UNIQUE INDEX u_b_some ON u_b (id, k) WHERE v IS NOT NULL;",
+    );
+    let own: u32 = one(&mut c, "SELECT 'u_a_own_uq'::regclass::oid");
+    let lock = hold_lock(&pg, "u_c", "SHARE UPDATE EXCLUSIVE");
+    let change: i64 = one(&mut c, "SELECT migrate.create_index('u', '(id, k)', name => 'u_id_k_uq', is_unique => true)");
+    let job = job_of(&mut c, change);
+    worker_waits_in(&pg, "u_c");
+    let attached: Vec<String> = rows(&mut c, "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'u_id_k_uq'::regclass ORDER BY 1");
+    assert_eq!(attached, vec!["u_a_own_uq", "u_b_id_k_uq"], "u_a's own index adopted, u_b's built");
+    let built_b: u32 = one(&mut c, "SELECT 'u_b_id_k_uq'::regclass::oid");
+    // Cancelled at u_c's build: the name it chose for u_c's index is then taken by somebody else.
+    exec(&mut c, &format!("SELECT migrate.cancel({job})"));
+    drop(lock);
+    assert!(pg.wait_for("app", 60, &format!("SELECT state = 'cancelled' FROM migrate.jobs WHERE job = {job}")));
+    assert!(pg.wait_for(
+        "app",
+        60,
+        "SELECT NOT EXISTS (SELECT FROM pg_index WHERE NOT indisvalid AND indexrelid <> 'u_id_k_uq'::regclass)
+            AND NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_migrate job worker')"
+    ));
+    exec(&mut c, "CREATE INDEX u_c_id_k_uq ON u_c (id, k)");
+    let theirs: u32 = one(&mut c, "SELECT 'u_c_id_k_uq'::regclass::oid");
+
+    one::<String>(&mut c, &format!("SELECT migrate.abort({change})"));
+    wait_change(&mut c, change, 120);
+    let left: Vec<String> = rows(
+        &mut c,
+        "SELECT x.indexrelid::regclass || ' ' || x.indisunique || ' ' || x.indisvalid || ' ' || c.relispartition
+           FROM pg_partition_tree('u') t JOIN pg_index x ON x.indrelid = t.relid JOIN pg_class c ON c.oid = x.indexrelid
+          ORDER BY 1",
+    );
+    assert_eq!(
+        left,
+        vec!["u_a_own_uq true true false", "u_b_plain false true false", "u_b_some true true false", "u_c_id_k_uq false true false"],
+        "the job's own indexes are gone, the others are there"
+    );
+    let gone: bool = one(&mut c, &format!("SELECT NOT EXISTS (SELECT FROM pg_class WHERE oid = {built_b}) AND to_regclass('u_id_k_uq') IS NULL"));
+    assert!(gone, "the partitioned index and the index the job built on u_b are dropped");
+    let still: u32 = one(&mut c, "SELECT 'u_c_id_k_uq'::regclass::oid");
+    assert_eq!(still, theirs, "an index the job never built is not dropped because it has the name the job chose");
+    let def: String = one(&mut c, "SELECT pg_get_indexdef('u_a_own_uq'::regclass)");
+    assert_eq!(def, "CREATE UNIQUE INDEX u_a_own_uq ON public.u_a USING btree (id, k)");
+    let rebuilt: u32 = one(&mut c, "SELECT 'u_a_own_uq'::regclass::oid");
+    assert_ne!(rebuilt, own, "built again under its name (it went with the partitioned index)");
+    let (code, ..) = fails(&mut c, "INSERT INTO u VALUES (5, 'k5', 'again')");
+    assert_eq!(code, "23505", "the application's rule holds again");
+}
+
+// ---------------------------------------------------------------------------------------------
+// contract on a partitioned table: partition-local objects refused (finding 4), partitions
+// created and attached while the change is open, a swap bounded as a whole that never builds an
+// index (finding 3)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn contract_refuses_partition_local_objects_and_swaps_without_building() {
+    let (pg, mut c) = app();
+    exec(
+        &mut c,
+        "CREATE TABLE q (id int NOT NULL, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE q_24 PARTITION OF q FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE q_25 PARTITION OF q FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         INSERT INTO q SELECT g, date '2024-01-01' + (g % 700), 'v' || g FROM generate_series(1, 20000) g;
+         -- what only one partition has, on the column to change
+         CREATE INDEX q_25_hot ON q_25 (id) WHERE v = 'x';
+         ALTER TABLE q_24 ADD CONSTRAINT q_24_small CHECK (id < 100000000);",
+    );
+    let change: i64 = one(&mut c, "SELECT migrate.expand_column('q', 'id', new_type => 'bigint', backfill => '{\"sleep_ms\": 0}')");
+    let backfill: i64 = one(&mut c, &format!("SELECT backfill_job FROM migrate.all_changes WHERE change = {change}"));
+    wait_job(&mut c, backfill, 60);
+    let (code, message, detail, hint) = fails(&mut c, &format!("SELECT migrate.contract({change})"));
+    assert_eq!(code, "2BP01", "{message}");
+    assert_eq!(message, "partitions of table public.q have their own indexes or constraints on column \"id\"");
+    assert!(detail.starts_with("constraint q_24_small of partition public.q_24, index public.q_25_hot of partition public.q_25."), "{detail}");
+    assert!(hint.starts_with("Nothing was changed."), "{hint}");
+    let phase: String = one(&mut c, &format!("SELECT phase FROM migrate.all_changes WHERE change = {change}"));
+    assert_eq!(phase, "open");
+    exec(&mut c, "DROP INDEX q_25_hot; ALTER TABLE q_24 DROP CONSTRAINT q_24_small");
+
+    // A partition created and one attached while the change is open: PostgreSQL gives both the
+    // sync trigger; writers go through both.
+    let new_column: String = one(&mut c, &format!("SELECT new_column FROM migrate.all_changes WHERE change = {change}"));
+    exec(
+        &mut c,
+        "CREATE TABLE q_26 PARTITION OF q FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         CREATE TABLE q_27 (LIKE q INCLUDING CONSTRAINTS);
+         ALTER TABLE q ATTACH PARTITION q_27 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..2)
+        .map(|k: i32| {
+            let (stop, count) = (stop.clone(), count.clone());
+            let mut w = pg.connect("app");
+            std::thread::spawn(move || {
+                w.batch_execute("SET lock_timeout = '5s'").unwrap();
+                let mut r = Report { name: format!("writer {k} into q"), ..Default::default() };
+                let mut n = 0i32;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    // Into q_24 .. q_27 in turn, through the parent and the old column's name.
+                    let year = 2024 + n % 4;
+                    let t0 = Instant::now();
+                    let res = w.execute(
+                        "INSERT INTO q (id, at, v) VALUES ($1::int, make_date($2::int, 3, 1), 'w')",
+                        &[&(1_000_000 * (k + 1) + n), &year],
+                    );
+                    let took = t0.elapsed();
+                    r.statements += 1;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    if took > r.slowest {
+                        r.slowest = took;
+                        r.slowest_sql = format!("insert {n} into {year}");
+                    }
+                    if let Err(e) = res {
+                        r.errors.push(format!("{e}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+                r
+            })
+        })
+        .collect();
+    assert!(wait_until(30, || count.load(Ordering::Relaxed) > 50));
+    let synced: Vec<String> = rows(
+        &mut c,
+        &format!(
+            "SELECT t || ' ' || n FROM (SELECT tableoid::regclass::text AS t, count(*) FILTER (WHERE {new_column} IS DISTINCT FROM id) AS n
+                                          FROM q WHERE at >= '2026-01-01' GROUP BY 1) s ORDER BY 1"
+        ),
+    );
+    assert_eq!(synced, vec!["q_26 0", "q_27 0"], "rows written through the created and the attached partition are synced");
+
+    // The swap waits for a reader of q_24: each of its tries holds the table at most its own
+    // lock_timeout. Meanwhile a partition is attached after the job listed the leaves: the swap
+    // does not build its unique index; the job builds it concurrently, then swaps.
+    exec(&mut c, "SET migrate.lock_timeout = '200ms'; SET migrate.lock_retries = 200; SET migrate.retry_backoff = '20ms'");
+    // The reader queues behind contract()'s own transaction and gets q_24 when it commits, before
+    // the job's worker starts (its concurrent builds do not wait for a reader without a snapshot).
+    let job: i64;
+    let mut reader = {
+        let mut tx = c.transaction().unwrap();
+        job = tx.query_one("SELECT migrate.contract($1)", &[&change]).unwrap().get(0);
+        let mut reader = pg.connect("app");
+        let queued = std::thread::spawn(move || {
+            reader.batch_execute("BEGIN; SELECT count(*) FROM q_24").unwrap();
+            reader
+        });
+        let mut watch = pg.connect("app");
+        assert!(wait_until(30, || {
+            one::<i64>(&mut watch, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query = 'BEGIN; SELECT count(*) FROM q_24'") == 1
+        }));
+        tx.commit().unwrap();
+        queued.join().unwrap()
+    };
+    worker_waits_in(&pg, "finish_contract");
+    exec(
+        &mut c,
+        "CREATE TABLE q_28 (LIKE q INCLUDING CONSTRAINTS);
+         ALTER TABLE q ATTACH PARTITION q_28 FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    reader.batch_execute("COMMIT").unwrap();
+    wait_job(&mut c, job, 120);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for h in writers {
+        let r = h.join().unwrap();
+        eprintln!("{}: {} statements, slowest {:?}: {}", r.name, r.statements, r.slowest, r.slowest_sql);
+        assert!(r.errors.is_empty(), "{}: {:?}", r.name, r.errors);
+        // One try is at most 4 × 200 ms; the margin is for a loaded machine, not for a second try.
+        assert!(r.slowest < Duration::from_millis(1300), "{} waited {:?}: {}", r.name, r.slowest, r.slowest_sql);
+    }
+    let did: String = one(
+        &mut c,
+        &format!(
+            "SELECT string_agg(coalesce(s->'internal'->>'do', 'sql'), ' ' ORDER BY n) FROM migrate.all_jobs, jsonb_array_elements(steps) WITH ORDINALITY e(s, n) WHERE id = {job}"
+        ),
+    );
+    assert!(did.ends_with("leaf_indexes finish_contract leaf_indexes sql finish_contract"), "the swap found q_28 without its copy and had it built first: {did}");
+    let constraints: Vec<String> = rows(
+        &mut c,
+        "SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' || (conparentid <> 0::oid)
+           FROM pg_constraint WHERE contype = 'p' AND conrelid::regclass::text LIKE 'q%' ORDER BY 1",
+    );
+    assert_eq!(
+        constraints,
+        vec![
+            "q q_pkey PRIMARY KEY (id, at) false",
+            "q_24 q_24_pkey PRIMARY KEY (id, at) true",
+            "q_25 q_25_pkey PRIMARY KEY (id, at) true",
+            "q_26 q_26_pkey PRIMARY KEY (id, at) true",
+            "q_27 q_27_pkey PRIMARY KEY (id, at) true",
+            "q_28 q_28_pkey PRIMARY KEY (id, at) true",
+        ]
+    );
+    assert_fully_indexed(&mut c, "q", "q_pkey");
+    let typ: String = one(&mut c, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'q_28'::regclass AND attname = 'id'");
+    assert_eq!(typ, "bigint");
+}
+
+// ---------------------------------------------------------------------------------------------
+// An immediate shutdown between a partition's build and its ATTACH (review finding 11)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn immediate_shutdown_between_a_build_and_its_attach_attaches_the_same_index() {
+    let pg = Cluster::start_with(&["shared_preload_libraries = 'pg_migrate'", "migrate.database_name = 'app'"]);
+    pg.create_db("app");
+    let mut c = pg.connect("app");
+    exec(
+        &mut c,
+        "CREATE TABLE s (id int, v text) PARTITION BY RANGE (id);
+         CREATE TABLE s_a PARTITION OF s FOR VALUES FROM (0) TO (10000);
+         CREATE TABLE s_b PARTITION OF s FOR VALUES FROM (10000) TO (20000);
+         INSERT INTO s SELECT g, 'v' || g FROM generate_series(0, 19999) g;
+         SET migrate.lock_timeout = '100ms'; SET migrate.lock_retries = 1000;",
+    );
+    // s_a's build waits for this lock; once it is there, a COMMENT on the partitioned index
+    // (SHARE UPDATE EXCLUSIVE on it) keeps s_a's ATTACH waiting, try after try.
+    let lock = hold_lock(&pg, "s_a", "SHARE UPDATE EXCLUSIVE");
+    let change: i64 = one(&mut c, "SELECT migrate.create_index('s', '(v)')");
+    let job = job_of(&mut c, change);
+    worker_waits_in(&pg, "s_a");
+    let mut holder = pg.connect("app");
+    holder.batch_execute("BEGIN; COMMENT ON INDEX s_v_idx IS 'held'").unwrap();
+    drop(lock);
+    worker_waits_in(&pg, "ATTACH PARTITION");
+    let built: u32 = one(&mut c, "SELECT 's_a_v_idx'::regclass::oid");
+    let recorded: bool = one(
+        &mut c,
+        &format!(
+            "SELECT steps @? '$[*].internal ? (@.do == \"partition_index\" && @.built == {built})' FROM migrate.all_jobs WHERE id = {job}"
+        ),
+    );
+    assert!(recorded, "the build's OID is saved before the ATTACH");
+
+    pg.restart("immediate");
+    drop((c, holder));
+
+    assert!(pg.wait_for("app", 90, &format!("SELECT state IN ('done', 'failed') FROM migrate.jobs WHERE job = {job}")));
+    let mut c = pg.connect("app");
+    let (state, attempts): (String, i32) = c
+        .query_one("SELECT state || coalesce(': ' || last_error, ''), attempts FROM migrate.jobs WHERE job = $1", &[&job])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(state, "done");
+    assert_eq!(attempts, 2);
+    let tree = assert_fully_indexed(&mut c, "s", "s_v_idx");
+    assert_eq!(tree, vec!["s s_v_idx true", "s_a s_a_v_idx true", "s_b s_b_v_idx true"]);
+    let after: u32 = one(&mut c, "SELECT 's_a_v_idx'::regclass::oid");
+    assert_eq!(after, built, "the index built before the shutdown is the one attached, not built again");
 }

@@ -4,7 +4,14 @@
 
 use pg_migrate_integration::{exec, one, wait_until, Client, Cluster};
 
-const PRIMARY: &[&str] = &["shared_preload_libraries = 'pg_migrate'", "migrate.database_name = 'app'", "wal_level = replica", "max_wal_senders = 5"];
+const PRIMARY: &[&str] = &[
+    "shared_preload_libraries = 'pg_migrate'",
+    "migrate.database_name = 'app'",
+    "wal_level = replica",
+    "max_wal_senders = 5",
+    // pg_rewind needs it (the clusters have no data checksums)
+    "wal_log_hints = on",
+];
 
 /// The standby's replay has reached everything the primary has written so far.
 fn caught_up(primary: &mut Client, standby: &Cluster) -> bool {
@@ -122,4 +129,109 @@ fn a_backfill_waits_while_a_replica_lags_and_goes_on_when_it_catches_up() {
     assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM ev WHERE n <> 1"), 0);
     let waiting: Option<String> = one(&mut c, &format!("SELECT waiting_for FROM migrate.progress WHERE job = {backfill}"));
     assert_eq!(waiting, None);
+}
+
+/// A long read on the standby while contract takes its short ACCESS EXCLUSIVE lock on the
+/// primary: the lock is replayed on the standby, where it conflicts with the read. Replay waits
+/// for the read up to max_standby_streaming_delay (here 2 s; 30 s by default), then cancels it
+/// (40001, "conflict with recovery"); meanwhile the standby's replay lags. What docs/ha.md tells
+/// operators to choose between.
+#[test]
+fn contract_on_the_primary_cancels_a_long_read_on_the_standby_after_max_standby_streaming_delay() {
+    let primary = Cluster::start_with(PRIMARY);
+    primary.create_db("app");
+    let mut c = primary.connect("app");
+    exec(&mut c, "CREATE TABLE ev (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+                  INSERT INTO ev SELECT g, 0, md5(g::text) FROM generate_series(1, 2000) g;");
+    let standby = primary.standby(&["max_standby_streaming_delay = 2s"]);
+    assert!(caught_up(&mut c, &standby));
+    let change: i64 = one(&mut c, r#"SELECT migrate.expand_column('ev', 'n', new_type => 'bigint', backfill => '{"sleep_ms": 0}')"#);
+    let backfill: i64 = one(&mut c, &format!("SELECT backfill_job FROM migrate.all_changes WHERE change = {change}"));
+    exec(&mut c, &format!("CALL migrate.wait({backfill}, '60 s')"));
+    assert!(caught_up(&mut c, &standby));
+
+    // The long read on the standby: it holds ACCESS SHARE on ev for 60 s.
+    let reader_conn = standby.conn_string("app", "postgres");
+    let reader = std::thread::spawn(move || {
+        let mut r = postgres::Client::connect(&reader_conn, postgres::NoTls).unwrap();
+        let started = std::time::Instant::now();
+        let outcome = r.query_one("SELECT count(*), pg_sleep(60) FROM ev", &[]).map(|_| ());
+        (outcome.err().and_then(|e| e.as_db_error().map(|d| d.code().code().to_string())), started.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let job: i64 = one(&mut c, &format!("SELECT migrate.contract({change})"));
+    exec(&mut c, &format!("CALL migrate.wait({job}, '120 s')"));
+    let (code, lasted) = reader.join().unwrap();
+    assert_eq!(code.as_deref(), Some("40001"), "the standby's read is cancelled by the replayed lock");
+    assert!(lasted < std::time::Duration::from_secs(50), "cancelled after about max_standby_streaming_delay, not at its end: {lasted:?}");
+    assert!(caught_up(&mut c, &standby), "replay goes on after the cancel");
+    assert_eq!(
+        one::<String>(&mut standby.connect("app"), "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'ev'::regclass AND attname = 'n'"),
+        "bigint",
+        "the standby has the contracted column"
+    );
+}
+
+/// A switchover: the primary is stopped cleanly (`-m fast`: its job workers are interrupted)
+/// while a backfill runs, the standby is promoted and finishes the job, and the old primary
+/// rejoins as a standby of the new one with `pg_rewind`. It replays the finished work; its
+/// launcher stays idle while it is a standby.
+#[test]
+fn after_a_switchover_the_old_primary_rejoins_as_a_standby_and_replays_the_finished_job() {
+    let primary = Cluster::start_with(PRIMARY);
+    primary.create_db("app");
+    let mut c = primary.connect("app");
+    exec(&mut c, "CREATE TABLE ev (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+                  INSERT INTO ev SELECT g, 0, md5(g::text) FROM generate_series(1, 20000) g;");
+    let standby = primary.standby(&[]);
+    let backfill: i64 = one(&mut c, r#"SELECT migrate.backfill_start('ev', 'n = n + 1', options => '{"batch_size": 500, "sleep_ms": 200}')"#);
+    assert!(primary.wait_for("app", 60, &format!("SELECT rows_done >= 2000 FROM migrate.progress WHERE job = {backfill}")));
+    drop(c);
+    primary.stop("fast");
+    standby.promote();
+    assert!(
+        standby.wait_for("app", 180, &format!("SELECT state = 'done' FROM migrate.jobs WHERE job = {backfill}")),
+        "the new primary finishes the backfill"
+    );
+    assert_eq!(one::<i64>(&mut standby.connect("app"), "SELECT count(*) FROM ev WHERE n <> 1"), 0);
+
+    // The old primary rewinds to the new one's timeline and follows it.
+    let source = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", standby.port);
+    let out = pg_migrate_integration::pg_command("pg_rewind")
+        .args(["--target-pgdata", primary.data_dir().to_str().unwrap(), "--source-server", &source, "--write-recovery-conf"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_rewind: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    primary.start_again();
+    let mut new_primary = standby.connect("app");
+    assert!(caught_up(&mut new_primary, &primary), "the old primary replays the new one's WAL");
+    let mut old = primary.connect("app");
+    assert!(one::<bool>(&mut old, "SELECT pg_is_in_recovery()"));
+    assert_eq!(one::<i64>(&mut old, "SELECT count(*) FROM ev WHERE n <> 1"), 0);
+    assert_eq!(one::<String>(&mut old, &format!("SELECT state FROM migrate.jobs WHERE job = {backfill}")), "done");
+    let launchers: i64 = one(&mut old, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_migrate launcher'");
+    assert_eq!(launchers, 0, "no launcher while it is a standby");
+}
+
+/// Logical replication does not carry DDL: lint warns about an ALTER TABLE of a published table,
+/// and expand_column on one says in a NOTICE that the subscribers need the new column too.
+#[test]
+fn changes_to_a_published_table_are_reported() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    let mut c = pg.connect("app");
+    exec(&mut c, "CREATE TABLE shipments (id bigint PRIMARY KEY, carrier text); CREATE PUBLICATION shipments_pub FOR TABLE shipments;
+                  CREATE TABLE staging (id bigint PRIMARY KEY, carrier text);");
+    let found: Vec<String> = c
+        .query("SELECT rule || ': ' || message FROM migrate.lint('ALTER TABLE shipments ADD COLUMN tracking text; ALTER TABLE staging ADD COLUMN tracking text') WHERE rule = 'ddl-on-published-table'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("ALTER TABLE shipments, which is in publication shipments_pub"), "{found:?}");
+    let (mut n, notices) = pg.connect_with_notices("app", "postgres");
+    let _: i64 = n.query_one("SELECT migrate.expand_column('shipments', 'carrier', new_name => 'carrier_code')", &[]).unwrap().get(0);
+    let said = notices.lock().unwrap().join("\n");
+    assert!(said.contains("is in publication shipments_pub") && said.contains("\"carrier_code\""), "{said}");
 }

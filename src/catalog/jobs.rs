@@ -47,6 +47,62 @@ pub enum Internal {
     /// DROP INDEX of a partitioned index (PostgreSQL has no DROP INDEX CONCURRENTLY for those),
     /// each try bounded as a whole by its lock_timeout.
     DropPartitionedIndex { index: String },
+    /// Gives partition `partition` (by OID: it may be renamed or moved meanwhile) of the table of
+    /// partitioned index `index` an index attached to it, deciding when the step runs: skipped
+    /// (and what the job built on it dropped) once the table is no longer a partition there.
+    /// `name`: the name chosen for the index the job builds, saved before it is built, `built`
+    /// its OID once it is; `adopted`:
+    /// the partition's own index the job attached instead, saved before the ATTACH; `listed`: a
+    /// sub-partitioned partition's index has had its partitions listed.
+    PartitionIndex {
+        index: String,
+        partition: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        built: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adopted: Option<Adopted>,
+        #[serde(default)]
+        listed: bool,
+    },
+    /// abort of a create_index on a partitioned table: `index` is dropped; the partitions' own
+    /// indexes the job had adopted come back under their names (copies built first, so a UNIQUE
+    /// one never stops being enforced); indexes the job built and never attached are dropped.
+    /// `built` and `adopted` as the build job `job` had recorded them at abort; they are read
+    /// from it again when this step runs (it may have recorded more before it stopped).
+    UndoPartitionedIndex {
+        index: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<i64>,
+        built: Vec<Built>,
+        adopted: Vec<Adopted>,
+    },
+    /// contract's swap on a partitioned table (`SELECT migrate.finish_contract(change)`), each
+    /// try bounded as a whole by its lock_timeout; when a leaf partition lacks its copy of a
+    /// unique index, the leaves are listed again (`LeafIndexes`) first, at most a few rounds.
+    FinishContract { change: i64, round: u32 },
+}
+
+/// A partition's index that a job attached instead of building one (it existed before).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adopted {
+    pub oid: u32,
+    pub partition: u32,
+    pub schema: String,
+    pub name: String,
+    /// Its definition after `ON table `, and whether it is UNIQUE.
+    pub tail: String,
+    pub unique: bool,
+}
+
+/// An index a job built (or began to build) on a partition: its name, the partition's OID, and
+/// its own OID once the build succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Built {
+    pub partition: u32,
+    pub name: String,
+    pub oid: Option<u32>,
 }
 
 impl Step {

@@ -51,16 +51,18 @@ fn abort_as_owner(change: Change) -> Result<String> {
             let table = table?;
             let index = format!("{}.{}", quote(&table.schema), column(&change.object_name));
             job = Some(if table.partitioned {
-                // Dropping the partitioned index drops the partitions' indexes attached to it;
-                // one its job had built but not attached yet (cancelled in between) goes too.
-                let mut work = vec![super::partitioned_drop(&index)];
-                let built = change.job.map(crate::catalog::jobs::steps).unwrap_or_default();
-                for step in built.iter().filter_map(|s| s.top_level.as_ref()).filter(|t| t.kind == "create_index") {
-                    if let Some(name) = &step.index {
-                        work.push(super::Work::Sql(format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")));
-                    }
+                // Dropping the partitioned index drops every partition's index attached to it,
+                // also the ones the job adopted (they were there before): those come back under
+                // their names. Of the rest, only what the job recorded as built is dropped.
+                let steps = change.job.map(crate::catalog::jobs::steps).unwrap_or_default();
+                let (built, adopted) = crate::worker::partitions::built_and_adopted(&steps);
+                let kept: Vec<String> = adopted.iter().map(|a| format!("{}.{}", quote(&a.schema), quote(&a.name))).collect();
+                if !kept.is_empty() {
+                    notice(format!("pg_migrate: the partitions' own indexes {} that the job attached are built again under their names before {index} is dropped", kept.join(", ")));
                 }
-                super::submit_work(&what, &work)?
+                let undo = crate::catalog::jobs::Internal::UndoPartitionedIndex { index: index.clone(), job: change.job, built, adopted };
+                let said = format!("DROP INDEX IF EXISTS {index} -- partitioned: each try limited to migrate.lock_timeout; the partitions' own indexes it had adopted are kept");
+                super::submit_work(&what, &[super::Work::Internal(undo, said)])?
             } else {
                 super::submit_steps(&what, &[format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")])?
             });

@@ -98,6 +98,7 @@ pub fn add_column(r: &Request) -> Result<i64> {
         (None, false) => "nothing else to do".to_string(),
     };
     notice(format!("pg_migrate: change {change}: column {column} added to {} without rewriting it; {next}", table.name));
+    super::column::say_if_published(&table, r.column);
     Ok(change)
 }
 

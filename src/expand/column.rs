@@ -129,7 +129,22 @@ pub fn expand(r: &Request) -> Result<i64> {
         quote(r.column),
         quote(&trigger::trigger_name(change))
     ));
+    say_if_published(&table, &new);
     Ok(change)
+}
+
+/// Logical replication does not carry DDL: a subscriber must get the new column before the
+/// publisher sends it (docs/ha.md). Said, not refused: pg_migrate cannot reach the subscribers.
+pub fn say_if_published(table: &Table, column: &str) {
+    let publications = crate::safety::lookup::publications(table.oid);
+    if !publications.is_empty() {
+        notice(format!(
+            "pg_migrate: {} is in publication {}: logical replication does not carry DDL, so add column {} on every subscriber of it too (see docs/ha.md, Logical replication)",
+            table.name,
+            publications.join(", "),
+            quote(column)
+        ));
+    }
 }
 
 /// `new_type` with the old column's collation when the old one had a collation other than its

@@ -77,7 +77,7 @@ fn contract_as_owner(change: Change) -> Result<i64> {
         run_generated(&format!("contract of change {id}"), statement)?;
     }
     let mut steps = plan.job.clone();
-    steps.push(Work::Sql(format!("SELECT migrate.finish_contract({id})")));
+    steps.push(finish_step(&table, id));
     let job = super::submit_work(&format!("contract of change {id}"), &steps)?;
     let mut spec = spec;
     spec.contract = Some(plan.swap);
@@ -256,7 +256,7 @@ fn finish_as_owner(change: Change) -> Result<()> {
     let spec = spec_of(&change);
     let swap = spec.contract.clone().unwrap_or_default();
     let mut column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
-    let mut statements = Vec::new();
+    let mut statements: Vec<String> = lock_tree(&table).into_iter().collect();
     let mut carried = carry::Carried::default();
     if change.kind == "expand_column" {
         let old_name = change.column_name.as_deref().unwrap_or_default();
@@ -326,10 +326,30 @@ fn finish_as_owner(change: Change) -> Result<()> {
     Ok(())
 }
 
+/// The contract job's last step. On a partitioned table the swap locks every partition: each
+/// try is bounded as a whole by its lock_timeout, and runs only when every leaf has its copy of
+/// each unique index (`worker::partitions::finish_contract`).
+fn finish_step(table: &Table, id: i64) -> Work {
+    let sql = format!("SELECT migrate.finish_contract({id})");
+    if !table.partitioned {
+        return Work::Sql(sql);
+    }
+    Work::Internal(
+        crate::catalog::jobs::Internal::FinishContract { change: id, round: 0 },
+        format!("{sql} -- partitioned: each try limited as a whole to migrate.lock_timeout"),
+    )
+}
+
+/// On a partitioned table the swap first takes its locks in one fixed order, the table then its
+/// partitions level by level (LOCK TABLE recurses as PostgreSQL's own commands do), so that it
+/// never holds part of the tree while it waits for the rest in some other order.
+fn lock_tree(table: &Table) -> Option<String> {
+    table.partitioned.then(|| format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", table.name))
+}
+
 /// A PRIMARY KEY or UNIQUE constraint of a partitioned table, on the new column: each leaf's
 /// copy (built by the job) becomes that partition's constraint, under the name its old one had;
-/// then the table's constraint is added, which attaches them (metadata only; a partition created
-/// after the job listed them gets its index built here, inside the swap). Read before the
+/// then the table's constraint is added, which attaches them (metadata only). Read before the
 /// swap's statements run.
 fn partitioned_constraint(table: &Table, index: &super::spec::Renamed, kind: &str, p: &super::spec::PartitionedConstraint) -> Result<Vec<String>> {
     let (leaves, names) = with_pinned_search_path(|| {
@@ -338,6 +358,17 @@ fn partitioned_constraint(table: &Table, index: &super::spec::Renamed, kind: &st
             crate::worker::partitions::partition_constraint_names(table.oid, &index.name),
         )
     });
+    // Adding the table's constraint would build the missing copy here, with every partition
+    // locked: refused, the job lists the leaves again and builds it concurrently first.
+    let lacking: Vec<&str> = leaves.iter().filter(|l| !l.built).map(|l| l.qualified.as_str()).collect();
+    if !lacking.is_empty() {
+        return Err(Failure::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("partitions {} of {} have no copy of the unique index for {kind} {}", lacking.join(", "), table.name, quote(&index.name)),
+        )
+        .detail("They were created or attached after the contract's job built the copies; the swap does not build indexes.")
+        .hint("The contract job builds them concurrently and tries the swap again; if it failed, resume it: SELECT migrate.contract(change)."));
+    }
     let mut out = Vec::new();
     for leaf in leaves.iter().filter(|l| l.built) {
         let name = names.iter().find(|(oid, _)| *oid == leaf.oid).map(|(_, n)| n.clone()).unwrap_or(leaf.index.clone());

@@ -33,6 +33,9 @@ pub struct Copies {
 pub fn copies(change: i64, table: &Table, old: &Column, new: &str, final_name: &str) -> Result<Copies> {
     let mut out = Copies::default();
     refuse_inbound_references(table, old)?;
+    if table.partitioned {
+        refuse_partition_local(table, old)?;
+    }
     for (n, index) in indexes(table, old).into_iter().enumerate() {
         if index.exclusion {
             return Err(Failure::new(
@@ -166,6 +169,54 @@ fn refuse_inbound_references(table: &Table, old: &Column) -> Result<()> {
     )
     .detail(format!("Foreign keys: {}.", referencing.join(", ")))
     .hint("Nothing was changed. Move each referencing column to the new column first (expand_column on the referencing table, or drop and re-add the foreign key with migrate.add_foreign_key), then contract again."))
+}
+
+/// Indexes and constraints that only some partitions have (not attached to one of the table's
+/// own) and that use the old column: DROP COLUMN on the table would drop them with it, and
+/// contract copies only the table's own. Refused rather than rebuilt per partition: such an
+/// index or CHECK is a decision about one partition (a hot partition's extra index, a local
+/// rule), which the owner should carry over knowingly.
+fn refuse_partition_local(table: &Table, old: &Column) -> Result<()> {
+    let local: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT what FROM (
+                   SELECT pg_catalog.format('index %s of partition %s', x.indexrelid::pg_catalog.regclass, x.indrelid::pg_catalog.regclass) AS what
+                     FROM pg_catalog.pg_partition_tree($1) t
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = $2 AND NOT a.attisdropped
+                     JOIN pg_catalog.pg_index x ON x.indrelid = t.relid
+                     JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+                    WHERE t.level > 0 AND NOT ic.relispartition
+                      AND (a.attnum = ANY (x.indkey::pg_catalog.int2[]) OR EXISTS (SELECT FROM pg_catalog.pg_depend d
+                             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = x.indexrelid
+                               AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = t.relid
+                               AND d.refobjsubid = a.attnum))
+                   UNION ALL
+                   SELECT pg_catalog.format('constraint %I of partition %s', k.conname, k.conrelid::pg_catalog.regclass)
+                     FROM pg_catalog.pg_partition_tree($1) t
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = $2 AND NOT a.attisdropped
+                     JOIN pg_catalog.pg_constraint k ON k.conrelid = t.relid
+                    WHERE t.level > 0 AND k.contype IN ('c', 'f') AND k.conparentid = 0 AND k.coninhcount = 0
+                      AND a.attnum = ANY (k.conkey)) s
+                 ORDER BY what",
+                None,
+                &[table.oid.into(), old.name.as_str().into()],
+            )
+            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    if local.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+        format!("partitions of table {} have their own indexes or constraints on column {}", table.name, quote(&old.name)),
+    )
+    .detail(format!(
+        "{}. Dropping the column drops them with it, and contract carries over only the table's own indexes and constraints.",
+        local.join(", ")
+    ))
+    .hint("Nothing was changed. Build each one again for the new column on its partition (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT VALID then VALIDATE), drop the old one, then contract again; or drop it if it is no longer needed."))
 }
 
 struct Index {

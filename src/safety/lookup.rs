@@ -125,3 +125,23 @@ pub fn quote_ident(ident: &str) -> String {
         std::ffi::CStr::from_ptr(quoted).to_string_lossy().into_owned()
     }
 }
+
+/// The publications that include table `relid` (FOR ALL TABLES and schema publications too),
+/// sorted; empty when there are none.
+pub fn publications(relid: Oid) -> Vec<String> {
+    with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT DISTINCT t.pubname::text FROM pg_catalog.pg_publication_tables t
+                       JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname
+                       JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename
+                      WHERE c.oid = $1 ORDER BY 1",
+                    None,
+                    &[relid.into()],
+                )
+                .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+                .unwrap_or_default()
+        })
+    })
+}

@@ -20,7 +20,7 @@ mod facts;
 mod fingerprint;
 pub mod gate;
 mod lint;
-mod lookup;
+pub mod lookup;
 pub(crate) mod nodes;
 mod plan;
 mod rules;

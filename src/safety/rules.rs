@@ -131,6 +131,9 @@ rules! {
     STATEMENT_AFTER_ACCESS_EXCLUSIVE = "statement-after-access-exclusive", Warning,
         "An ACCESS EXCLUSIVE lock is held until the migration commits, so every statement after it extends the time nobody can read or write the table.",
         "Make the statement that takes ACCESS EXCLUSIVE the last of its migration (several changes to one table fit in one ALTER TABLE), or move what follows to a migration of its own, applied in its own transaction (one SELECT migrate.apply(...) per transaction).";
+    DDL_ON_PUBLISHED_TABLE = "ddl-on-published-table", Warning,
+        "Logical replication does not carry DDL: the subscribers of a publication that includes this table keep its old shape, and replication stops at the first change they cannot apply (a column they do not have).",
+        "Run the same change on every subscriber, in an order that never sends them a column they lack: add a column on the subscribers before migrate.expand_column or migrate.add_column on the publisher, drop one there only after migrate.contract (docs/ha.md, Logical replication).";
     MISSING_LOCK_TIMEOUT = "missing-lock-timeout", Warning,
         "Without a lock_timeout, a statement waiting for its lock queues every later query on the table behind it, and the application stalls while it waits.",
         "Start the migration with SET lock_timeout = '2s' and retry when it fails, or apply it with migrate.apply(), which sets lock_timeout and retries with backoff by itself.";

@@ -46,6 +46,7 @@ corpus!(
     "mixed-ddl-and-data",
     "whole-table-write",
     "statement-after-access-exclusive",
+    "ddl-on-published-table",
     "missing-lock-timeout",
 );
 

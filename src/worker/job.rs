@@ -205,10 +205,16 @@ fn run_steps(job: i64, claimed: &Claimed, seats: &Seats) {
             return lost_seat(job);
         }
         if let Some(internal) = &step.internal {
-            transaction(|| jobs::heartbeat(job));
+            let beat = || transaction(|| jobs::heartbeat(job));
+            beat();
             let outcome = match internal {
-                Internal::DropPartitionedIndex { index } => {
-                    super::partitions::drop_politely(index, &limits, || transaction(|| jobs::heartbeat(job))).map(|()| None)
+                Internal::DropPartitionedIndex { index } => super::partitions::drop_politely(index, &limits, &beat).map(|()| None),
+                Internal::PartitionIndex { .. } => super::partitions::partition_index(job, &steps, i, &limits, &beat).map(Some),
+                Internal::UndoPartitionedIndex { index, job: built_by, built, adopted } => {
+                    super::partitions::undo(index, *built_by, built, adopted, &limits, &beat).map(|()| None)
+                }
+                Internal::FinishContract { change, round } => {
+                    super::partitions::finish_contract(job, &steps, i, *change, *round, &limits, &beat)
                 }
                 _ => super::partitions::run_in_transaction(job, &steps, i, internal),
             };

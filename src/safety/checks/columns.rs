@@ -14,6 +14,7 @@ pub unsafe fn check(script: &mut Script, node: *mut pg_sys::Node) {
     unsafe {
         json_columns(script, node);
         let Some((stmt, table)) = altered_existing_table(script, node) else { return };
+        published(script, stmt, &table);
         for cmd in nodes::alter_table_cmds(stmt) {
             let Some(col) = cast::<pg_sys::ColumnDef>(cmd.def, NodeTag::T_ColumnDef) else { continue };
             match cmd.subtype {
@@ -25,6 +26,16 @@ pub unsafe fn check(script: &mut Script, node: *mut pg_sys::Node) {
                 _ => {}
             }
         }
+    }
+}
+
+/// ddl-on-published-table: an ALTER TABLE of a table that a publication includes.
+unsafe fn published(script: &mut Script, stmt: &pg_sys::AlterTableStmt, table: &Name) {
+    let Some(relid) = lookup::relation(table) else { return };
+    let publications = lookup::publications(relid);
+    if !publications.is_empty() {
+        let location = unsafe { (*stmt.relation).location };
+        script.report(&rules::DDL_ON_PUBLISHED_TABLE, location, format!("ALTER TABLE {table}, which is in publication {}", publications.join(", ")));
     }
 }
 
