@@ -3,15 +3,17 @@
 //! Everything slow runs first, beside the traffic, in a job: indexes on the new column are built
 //! concurrently, its constraints added NOT VALID and validated (NOT NULL through a validated
 //! CHECK, so that SET NOT NULL needs no scan). The last step, `finish_contract`, is one short
-//! transaction: drop the trigger, its function and the old column, rename, SET NOT NULL,
+//! transaction: drop the trigger, its function and the old column (views and policies that use
+//! it are carried to the new one first, see `views`), rename, SET NOT NULL,
 //! SET DEFAULT, attach PRIMARY KEY / UNIQUE constraints to their new indexes, rename the copies.
 
 use super::carry;
-use super::facts::{self, Table};
+use super::facts::Table;
 use super::rebuild;
 use super::rewrite::quote;
 use super::spec::{ExpandSpec, Swap};
 use super::trigger;
+use super::views;
 use super::Work;
 use crate::catalog::changes::{self, Change};
 use crate::ddl::retry::run_generated;
@@ -26,6 +28,8 @@ pub struct Plan {
     pub job: Vec<Work>,
     pub swap: Swap,
     pub said: Vec<String>,
+    /// The views and policies on the old column that the swap carries to the new one.
+    pub views: views::Carry,
 }
 
 pub fn contract(id: i64) -> Result<i64> {
@@ -65,6 +69,10 @@ fn contract_as_owner(change: Change) -> Result<i64> {
     }
     verify(&change, &table, &spec)?;
     let plan = with_pinned_search_path(|| plan(&change, &table, &spec))?;
+    if !plan.views.is_empty() {
+        let (old, new) = (change.column_name.as_deref().unwrap_or_default(), change.new_column.as_deref().unwrap_or_default());
+        views::rehearse(&table, &plan.views, id, old, new, &spec.final_name)?;
+    }
     for statement in &plan.now {
         run_generated(&format!("contract of change {id}"), statement)?;
     }
@@ -175,7 +183,7 @@ fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
 /// The statements of the contract of `change`, in order. Read-only: contract_plan shows it.
 pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
     let id = change.change;
-    let mut plan = Plan { now: vec![], job: vec![], swap: Swap::default(), said: vec![] };
+    let mut plan = Plan { now: vec![], job: vec![], swap: Swap::default(), said: vec![], views: views::Carry::default() };
     let column = change.new_column.clone().or(change.column_name.clone()).unwrap_or_default();
     let mut last = Vec::new();
     let mut relist = Vec::new();
@@ -183,8 +191,8 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
     if change.kind == "expand_column" {
         let old_name = change.column_name.clone().unwrap_or_default();
         let old = table.column(&old_name)?;
-        table.column(&column)?;
-        facts::refuse_dependent_views(table, &old, &format!("contract change {id}"))?;
+        let new = table.column(&column)?;
+        let views_carried = views::find(table, &old, &new, &spec.final_name)?;
         let copies = rebuild::copies(id, table, &old, &column, &spec.final_name)?;
         plan.now.extend(copies.add);
         plan.job.extend(copies.build);
@@ -196,6 +204,8 @@ pub fn plan(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<Plan> {
         if spec.final_name != column {
             last.push(format!("rename {} to {}", quote(&column), quote(&spec.final_name)));
         }
+        last.extend(views_carried.said());
+        plan.views = views_carried;
         carried = carry::carry(id, table, &old_name, &column, &spec.final_name)?.said;
     }
     if spec.not_null {
@@ -249,20 +259,36 @@ fn finish_as_owner(change: Change) -> Result<()> {
     let mut statements: Vec<String> = lock_tree(&table).into_iter().collect();
     let mut carried = carry::Carried::default();
     if change.kind == "expand_column" {
+        let old_name = change.column_name.as_deref().unwrap_or_default();
+        // Found again here: views or policies made since contract was called are carried too,
+        // once their locks are held (before the table's: see views::Carry::lock).
+        let views_carried = views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?;
+        if !views_carried.is_empty() {
+            views_carried.lock(&table)?;
+            views::same_after_locking(&views_carried, &views::find(&table, &table.column(old_name)?, &table.column(&column)?, &spec.final_name)?)?;
+        }
         // Read before anything changes: what hangs on the old column now, this job's grants too.
-        let old = change.column_name.as_deref().unwrap_or_default();
-        carried = with_pinned_search_path(|| carry::carry(id, &table, old, &column, &spec.final_name))?;
+        carried = with_pinned_search_path(|| carry::carry(id, &table, old_name, &column, &spec.final_name))?;
         statements.push(trigger::drop_sql(&table, id));
         // A serial column's sequence belongs to it and would be dropped with it.
-        for sequence in owned_sequences(&table, change.column_name.as_deref().unwrap_or_default()) {
+        for sequence in owned_sequences(&table, old_name) {
             statements.push(format!("ALTER SEQUENCE {sequence} OWNED BY {}.{}", table.name, quote(&column)));
         }
         statements.append(&mut carried.before_drop);
-        statements.push(format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(change.column_name.as_deref().unwrap_or_default())));
-        if spec.final_name != column {
-            statements.push(format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(&column), quote(&spec.final_name)));
-            column = spec.final_name.clone();
+        if views_carried.is_empty() {
+            statements.push(format!("ALTER TABLE {} DROP COLUMN {}", table.name, quote(old_name)));
+            if spec.final_name != column {
+                statements.push(format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table.name, quote(&column), quote(&spec.final_name)));
+            }
+        } else {
+            // The views' swap renames, reads, writes and drops in between: what comes before it
+            // runs now.
+            for statement in statements.drain(..) {
+                Spi::run(&statement).map_err(|e| Failure::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
+            }
+            views::swap(&table, &views_carried, id, old_name, &column, &spec.final_name)?;
         }
+        column = spec.final_name.clone();
     }
     let mut alter = Vec::new();
     if let Some(check) = &swap.not_null_check {

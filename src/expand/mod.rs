@@ -2,7 +2,8 @@
 //! add a NOT NULL column, add an index or a constraint, drop a column, add an enum value) as one
 //! call that does the safe part now, the slow part in a worker and the final swap later, and can
 //! be undone until then. `api` has the SQL functions; `column`, `add`, `objects` make changes;
-//! `contract` and `abort` end them; `trigger`, `rebuild` and `rewrite` generate SQL.
+//! `contract` and `abort` end them (`views` carries dependent views and policies to the new
+//! column); `trigger`, `rebuild` and `rewrite` generate SQL.
 
 mod abort;
 mod add;
@@ -17,6 +18,7 @@ pub(crate) mod rewrite;
 mod spec;
 mod sync_row;
 mod trigger;
+mod views;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

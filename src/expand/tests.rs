@@ -187,9 +187,10 @@ mod tests {
 
         let change = int(&format!("SELECT migrate.expand_column('b', 'n', new_type => 'bigint', backfill => {MANUAL})"));
         assert_eq!(sqlstate("SELECT migrate.expand_column('b', 'j', new_name => 'k')").as_deref(), Some("55006"), "second change");
-        run("CREATE VIEW b_view AS SELECT n FROM b");
+        // Views are carried to the new column; a materialized view cannot be.
+        run("CREATE MATERIALIZED VIEW b_view AS SELECT n FROM b");
         backfill(change);
-        assert_eq!(sqlstate(&format!("SELECT migrate.contract({change})")).as_deref(), Some("2BP01"), "dependent view");
+        assert_eq!(sqlstate(&format!("SELECT migrate.contract({change})")).as_deref(), Some("2BP01"), "dependent materialized view");
         assert!(text(&format!("SELECT contract_will FROM migrate.changes WHERE change = {change}")).contains("b_view"));
     }
 
