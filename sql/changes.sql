@@ -102,10 +102,10 @@ $proc$;
 COMMENT ON PROCEDURE migrate.wait_change(bigint, interval) IS
     'pg_migrate: wait for the job of an expand/contract change (backfill, validation, index build or contract)';
 
--- The sync trigger of expand_column changes (src/expand/sync_row.rs): up, down and the old
--- column's default analysed once when the change is made and run as analysed, with no PL/pgSQL
--- and no per-row search_path switch. Its argument is the change id; it refuses any table that is
--- not that change's (or one of its partitions).
+-- The sync trigger of expand_column changes (src/expand/sync_row.rs): its arguments carry the
+-- change (columns, up, down, the old default, the schemas they resolve in); each backend analyses
+-- the expressions once and runs them as analysed, with no PL/pgSQL and no per-row search_path
+-- switch. Each argument expression must be one expression, run with the writer's rights.
 CREATE FUNCTION migrate.sync_row() RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'pg_migrate_sync_row';

@@ -192,9 +192,8 @@ fn what_runs_is_what_was_analysed_whatever_the_writers_search_path() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hostile review of migrate.sync_row (docs/review-sync-row.md). Tests named `known_bug_*` fail
-// on the code as reviewed; each one says what it expects once fixed.
-// no_use_after_free_* failed too, until the fix committed with it.
+// Hostile review of migrate.sync_row (docs/review-sync-row.md): each finding's test failed on
+// the code as reviewed and passes with its fix (the comments say what the finding was).
 
 fn expand_and_wait(c: &mut Client, call: &str) -> i64 {
     let change: i64 = one(c, call);
@@ -205,10 +204,10 @@ fn expand_and_wait(c: &mut Client, call: &str) -> i64 {
 
 /// box, lseg, line, circle and path have an `=` (IS DISTINCT FROM, the UPDATE trigger's WHEN
 /// clause and PL/pgSQL all use it) but no default btree or hash operator class, so
-/// lookup_type_cache finds no equality function: the compiled trigger is chosen (can_compile does
-/// not look) and then refuses every INSERT and UPDATE of the table, and the backfill too.
+/// lookup_type_cache finds no equality function. Finding: the compiled trigger was chosen and
+/// then refused every write of the table. Now such a change keeps the PL/pgSQL trigger.
 #[test]
-fn known_bug_box_column_makes_the_table_unwritable() {
+fn a_box_column_keeps_the_plpgsql_trigger_and_stays_writable() {
     let (_pg, mut c) = app();
     exec(&mut c, "CREATE TABLE shapes (id int PRIMARY KEY, bx box); INSERT INTO shapes VALUES (1, '((0,0),(1,1))');");
     let change: i64 = one(&mut c, "SELECT migrate.expand_column('shapes', 'bx', new_name => 'bx2', backfill => '{\"sleep_ms\": 0}')");
@@ -286,7 +285,7 @@ fn no_use_after_free_when_ddl_commits_while_an_update_waits() {
 /// also does not say that it comes from the sync trigger, nor which change: PL/pgSQL's carries a
 /// CONTEXT line naming its function.
 #[test]
-fn known_bug_a_failed_analysis_leaks_its_memory_and_does_not_name_the_trigger() {
+fn a_failed_analysis_leaks_no_memory_and_names_the_trigger() {
     let (_pg, mut c) = app();
     exec(
         &mut c,
@@ -318,7 +317,7 @@ fn known_bug_a_failed_analysis_leaks_its_memory_and_does_not_name_the_trigger() 
 /// And a backfill job argument that is 0 or not a number silently turns the trigger into a no-op
 /// (0 is what `writing()` returns when no backfill is writing).
 #[test]
-fn known_bug_crafted_arguments_are_not_refused() {
+fn crafted_arguments_are_refused() {
     let (pg, mut admin) = attack_cluster("app", &[]);
     exec(&mut admin, "GRANT CREATE ON SCHEMA public TO stranger");
     let mut s = pg.connect_as("app", "stranger");
@@ -440,7 +439,7 @@ fn compiled_and_plpgsql_agree_on_many_shapes_and_statements() {
 /// trigger prepares each expression when it first needs it: the same INSERT and the backfill
 /// work, only writes that need `down` fail.
 #[test]
-fn known_bug_a_broken_down_blocks_writes_that_only_need_up_and_the_backfill() {
+fn a_broken_down_does_not_block_writes_that_only_need_up_nor_the_backfill() {
     let (_pg, mut c) = app();
     exec(
         &mut c,
@@ -461,7 +460,7 @@ fn known_bug_a_broken_down_blocks_writes_that_only_need_up_and_the_backfill() {
 /// for a compiled trigger has none: the user is told `function public.t_migrate_sync_N() does
 /// not exist, skipping` about an object they never had.
 #[test]
-fn known_bug_abort_of_a_compiled_change_notices_a_missing_function() {
+fn abort_of_a_compiled_change_notices_no_missing_function() {
     let pg = Cluster::start();
     pg.create_db("app");
     let (mut c, notices) = pg.connect_with_notices("app", "postgres");
@@ -473,35 +472,31 @@ fn known_bug_abort_of_a_compiled_change_notices_a_missing_function() {
     assert!(!seen.iter().any(|n| n.contains("does not exist, skipping")), "{seen:?}");
 }
 
-/// PostgreSQL 18's virtual generated columns are expanded by the rewriter, which `analyse()`
-/// does not run: an `up` that reads one passes expand_column's checks (they run the expression
-/// through the ordinary path) and can_compile, and then every write fails with XX000
-/// "unexpected virtual generated column reference". (The PL/pgSQL trigger, for its part, reads
-/// NULL for the column in a BEFORE trigger: its rows get `b` NULL where the backfill computes
-/// a + vc. Either way the two columns disagree; the compiled one at least should compute what the
-/// backfill computes, or refuse the change.)
+/// PostgreSQL 18 computes virtual generated columns after BEFORE triggers. Finding: an `up` that
+/// read one made every write fail under the compiled trigger (and the PL/pgSQL one read NULL
+/// where the backfill read the value). Now expand_column refuses it (0A000) and changes nothing.
 #[test]
-fn known_bug_pg18_virtual_generated_column_in_up_makes_the_table_unwritable() {
+fn pg18_an_up_that_reads_a_virtual_generated_column_is_refused() {
     if pg_migrate_integration::pg_major() < 18 {
-        eprintln!("known_bug_pg18_virtual_generated_column_in_up_makes_the_table_unwritable: skipped, PostgreSQL < 18 has no virtual generated columns");
+        eprintln!("pg18_an_up_that_reads_a_virtual_generated_column_is_refused: skipped, PostgreSQL < 18 has no virtual generated columns");
         return;
     }
     let (_pg, mut c) = app();
     exec(&mut c, "CREATE TABLE v1 (id int PRIMARY KEY, a int, vc int GENERATED ALWAYS AS (id * 10) VIRTUAL); INSERT INTO v1 VALUES (1, 1);");
-    expand_and_wait(&mut c, "SELECT migrate.expand_column('v1', 'a', new_name => 'b', up => 'a + vc', backfill => '{\"sleep_ms\": 0}')");
-    assert_eq!(trigger_function(&mut c, "v1"), "migrate.sync_row");
-    let insert = c.batch_execute("INSERT INTO v1 (id, a) VALUES (3, 3)").map_err(|e| db_error(&e));
-    assert!(insert.is_ok(), "{insert:?}");
-    assert_eq!(rows(&mut c, "SELECT format('%s %s', id, b) FROM v1 ORDER BY id"), vec!["1 11", "3 33"]);
+    let err = fails(&mut c, "SELECT migrate.expand_column('v1', 'a', new_name => 'b', up => 'a + vc', backfill => '{\"sleep_ms\": 0}')");
+    assert_eq!(err.0, "0A000", "{err:?}");
+    assert!(err.1.contains("\"vc\""), "{err:?}");
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'v1'::regclass AND attname = 'b'"), 0, "nothing was changed");
+    exec(&mut c, "INSERT INTO v1 (id, a) VALUES (3, 3)");
 }
 
-/// Pre-existing, both triggers: "changed" is `IS DISTINCT FROM`, i.e. the type's `=`, in the
-/// UPDATE trigger's WHEN clause and in the function. An UPDATE to a value that is equal but not
-/// the same (citext or a case-insensitive collation: another case; numeric: another scale) is
-/// not seen: the other column keeps the old spelling, and contract keeps the new column, so the
-/// application's write is lost. Comparing images (datum_image_eq, the `*=` family) would see it.
+/// Finding (both triggers before): "changed" was `IS DISTINCT FROM`, i.e. the type's `=`. An
+/// UPDATE to a value that is equal but not the same (citext: another case; numeric: another
+/// scale) was not seen: the other column kept the old spelling, and contract kept the new column,
+/// so the application's write was lost. The compiled trigger compares bytes now (the PL/pgSQL
+/// fallback still compares with `=`: docs/expand.md).
 #[test]
-fn known_bug_an_update_to_an_equal_but_different_value_is_not_synced() {
+fn an_update_to_an_equal_but_different_value_is_synced() {
     let (_pg, mut c) = app();
     exec(
         &mut c,

@@ -52,6 +52,7 @@ pub struct Made {
 /// The compiled trigger (`migrate.sync_row`, see sync_row.rs) when the expressions allow it and
 /// `migrate.compiled_sync_trigger` is on; otherwise a generated PL/pgSQL function.
 pub fn create(s: &Sync) -> Result<Made> {
+    refuse_virtual_generated(s)?;
     // The schemas the caller's names resolve in now ("$user" resolved for the caller, not for
     // each writer, who could otherwise put a schema of their own in front).
     let search_path = pgrx::Spi::get_one::<String>(
@@ -72,7 +73,8 @@ pub fn create(s: &Sync) -> Result<Made> {
             old_default: s.old_default,
         };
         if super::sync_row::can_compile(s.table, &args) {
-            return Ok(Made { function: None, triggers: triggers_sql(s, &args.call()) });
+            // No WHEN clause: the function compares the values' bytes itself (sync_row.rs).
+            return Ok(Made { function: None, triggers: triggers_sql(s, &args.call(), false) });
         }
     }
     let (function, triggers) = plpgsql(s, &search_path)?;
@@ -125,32 +127,74 @@ END
         path = search_path.replace('\'', "''"),
         name = function_name(s.table, s.change),
     );
-    Ok((function, triggers_sql(s, &format!("{}()", function_name(s.table, s.change)))))
+    Ok((function, triggers_sql(s, &format!("{}()", function_name(s.table, s.change)), true)))
 }
 
-/// Two triggers on one function: an UPDATE that changes neither column (and whose row the
-/// backfill has reached) does not even call the function, its WHEN clause is checked first.
-fn triggers_sql(s: &Sync, call: &str) -> String {
+/// Two triggers on one function. With `when`, an UPDATE that changes neither column (and whose
+/// row the backfill has reached) does not even call the function: its WHEN clause is checked
+/// first.
+fn triggers_sql(s: &Sync, call: &str, when: bool) -> String {
     let (old, new) = (quote(s.old), quote(s.new));
+    let when = if when {
+        format!("WHEN (NEW.{old} IS DISTINCT FROM OLD.{old} OR NEW.{new} IS DISTINCT FROM OLD.{new} OR NEW.{new} IS NULL)")
+    } else {
+        String::new()
+    };
     format!(
         "CREATE TRIGGER {} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {call};
-         CREATE TRIGGER {} BEFORE UPDATE ON {table} FOR EACH ROW
-             WHEN (NEW.{old} IS DISTINCT FROM OLD.{old} OR NEW.{new} IS DISTINCT FROM OLD.{new} OR NEW.{new} IS NULL)
-             EXECUTE FUNCTION {call}",
+         CREATE TRIGGER {} BEFORE UPDATE ON {table} FOR EACH ROW {when} EXECUTE FUNCTION {call}",
         quote(&trigger_name(s.change)),
         quote(&update_trigger_name(s.change)),
         table = s.table.name,
     )
 }
 
+/// PostgreSQL 18 computes virtual generated columns after BEFORE triggers: a sync trigger would
+/// read NULL where the backfill reads the value, and the two columns would disagree.
+fn refuse_virtual_generated(s: &Sync) -> Result<()> {
+    let mut used = rewrite::referenced(s.up, "up")?;
+    used.extend(rewrite::referenced(s.down, "down")?);
+    let virtual_ones = crate::ddl::session::with_pinned_search_path(|| {
+        pgrx::Spi::get_one_with_args::<Vec<String>>(
+            "SELECT coalesce(array_agg(attname::text ORDER BY attnum), '{}') FROM pg_catalog.pg_attribute
+              WHERE attrelid = $1 AND attgenerated = 'v' AND NOT attisdropped AND attname::text = ANY ($2)",
+            &[s.table.oid.into(), used.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    });
+    if virtual_ones.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::Failure::new(
+        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("up or down of {} reads virtual generated column {}", s.table.name, virtual_ones.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")),
+    )
+    .detail("PostgreSQL computes virtual generated columns after BEFORE triggers: the sync trigger would see NULL where the backfill sees the value.")
+    .hint("Nothing was changed. Write the generated column's expression into up or down instead of its name."))
+}
+
+/// Drops the change's triggers, and its PL/pgSQL function when it has one (the compiled trigger
+/// has none: no "does not exist, skipping" notice about an object the user never had).
 pub fn drop_sql(table: &Table, change: i64) -> String {
-    format!(
-        "DROP TRIGGER IF EXISTS {} ON {table}; DROP TRIGGER IF EXISTS {} ON {table}; DROP FUNCTION IF EXISTS {}()",
+    let function = function_name(table, change);
+    let has_function = crate::ddl::session::with_pinned_search_path(|| {
+        pgrx::Spi::get_one_with_args::<bool>("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL", &[format!("{function}()").into()])
+            .ok()
+            .flatten()
+            .unwrap_or(true)
+    });
+    let mut sql = format!(
+        "DROP TRIGGER IF EXISTS {} ON {table}; DROP TRIGGER IF EXISTS {} ON {table}",
         quote(&trigger_name(change)),
         quote(&update_trigger_name(change)),
-        function_name(table, change),
         table = table.name,
-    )
+    );
+    if has_function {
+        sql.push_str(&format!("; DROP FUNCTION IF EXISTS {function}()"));
+    }
+    sql
 }
 
 /// `expr` evaluated on the row being written. Plain column names become `NEW."col"`, which
