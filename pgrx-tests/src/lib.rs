@@ -91,6 +91,22 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Makes the data directory a standby of the server on 127.0.0.1:`port`: what `pg_basebackup -R`
+/// or `pg_rewind --write-recovery-conf` write, without the options newer ones add to the
+/// connection string (sslnegotiation, from 17) that the server's libpq may not know: 16, 17 and
+/// 18 run here with the system's libpq of 15.
+fn follow(data: &Path, port: u16) {
+    let signal = data.join("standby.signal");
+    std::fs::write(&signal, "").unwrap();
+    if is_root() {
+        run(Command::new("chown").args(["postgres:postgres", signal.to_str().unwrap()]), "chown");
+    }
+    let conf_path = data.join("postgresql.conf");
+    let mut conf = std::fs::read_to_string(&conf_path).unwrap();
+    conf.push_str(&format!("\nprimary_conninfo = 'host=127.0.0.1 port={port} user=postgres'\n"));
+    std::fs::write(&conf_path, conf).unwrap();
+}
+
 /// A running scratch cluster. Dropping it stops the server and removes its files.
 pub struct Cluster {
     pub dir: PathBuf,
@@ -166,10 +182,11 @@ impl Cluster {
         let port = self.port.to_string();
         run(
             pg_command("pg_basebackup").args([
-                "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", data.to_str().unwrap(), "-R", "-X", "stream", "--no-sync", "-c", "fast",
+                "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", data.to_str().unwrap(), "-X", "stream", "--no-sync", "-c", "fast",
             ]),
             "pg_basebackup",
         );
+        follow(&data, self.port);
         let port = free_port();
         // Later lines win over the primary's, which the base backup copied.
         let mut conf = format!("\nport = {port}\nunix_socket_directories = '{}'\n", dir.display());
@@ -195,6 +212,11 @@ impl Cluster {
             pg_command("pg_ctl").args(["-D", self.data_dir().to_str().unwrap(), "-l", self.log_path().to_str().unwrap(), "-w", "-t", "60", "start"]),
             "pg_ctl start",
         );
+    }
+
+    /// Makes this stopped cluster a standby of `primary` (after pg_rewind, say).
+    pub fn follow(&self, primary: &Cluster) {
+        follow(&self.data_dir(), primary.port);
     }
 
     /// `pg_ctl promote`: a standby becomes a primary.

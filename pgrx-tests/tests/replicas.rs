@@ -198,10 +198,11 @@ fn after_a_switchover_the_old_primary_rejoins_as_a_standby_and_replays_the_finis
     // The old primary rewinds to the new one's timeline and follows it.
     let source = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", standby.port);
     let out = pg_migrate_integration::pg_command("pg_rewind")
-        .args(["--target-pgdata", primary.data_dir().to_str().unwrap(), "--source-server", &source, "--write-recovery-conf"])
+        .args(["--target-pgdata", primary.data_dir().to_str().unwrap(), "--source-server", &source])
         .output()
         .unwrap();
     assert!(out.status.success(), "pg_rewind: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    primary.follow(&standby);
     primary.start_again();
     let mut new_primary = standby.connect("app");
     assert!(caught_up(&mut new_primary, &primary), "the old primary replays the new one's WAL");
