@@ -1005,3 +1005,51 @@ fn immediate_shutdown_between_a_build_and_its_attach_attaches_the_same_index() {
     let after: u32 = one(&mut c, "SELECT 's_a_v_idx'::regclass::oid");
     assert_eq!(after, built, "the index built before the shutdown is the one attached, not built again");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A migration's own CREATE INDEX CONCURRENTLY on a partitioned table (and its down SQL's DROP
+// INDEX CONCURRENTLY): PostgreSQL refuses CONCURRENTLY there; the version's job builds it
+// partition by partition instead
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_migrations_concurrent_index_on_a_partitioned_table_is_built_partition_by_partition() {
+    let (_pg, mut c) = app();
+    exec(
+        &mut c,
+        "CREATE TABLE ev (id bigint, kind text NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') PARTITION BY HASH (id);
+         CREATE TABLE ev_2025_a PARTITION OF ev_2025 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+         CREATE TABLE ev_2025_b PARTITION OF ev_2025 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+         INSERT INTO ev SELECT g, 'k' || (g % 7), date '2024-01-01' + (g % 700) FROM generate_series(1, 20000) g;",
+    );
+    let state: String = one(
+        &mut c,
+        "SELECT migrate.apply('2_ev_kind',
+            $up$-- the index the report needs
+                CREATE INDEX CONCURRENTLY ev_kind_idx ON public.ev (kind) WHERE kind <> 'k0';$up$,
+            $down$DROP INDEX CONCURRENTLY public.ev_kind_idx;$down$)",
+    );
+    assert_eq!(state, "applying");
+    exec(&mut c, "CALL migrate.wait_version('2_ev_kind', '120 s')");
+    assert_eq!(one::<String>(&mut c, "SELECT state FROM migrate.status() WHERE version = '2_ev_kind'"), "applied");
+    let tree = assert_fully_indexed(&mut c, "ev", "ev_kind_idx");
+    assert_eq!(tree.len(), 5, "{tree:#?}");
+    let def: String = one(&mut c, "SELECT pg_get_indexdef('ev_kind_idx'::regclass)");
+    assert!(def.contains("WHERE (kind <> 'k0'::text)"), "{def}");
+
+    // Rolled back: the down SQL's DROP INDEX CONCURRENTLY of the partitioned index.
+    one::<String>(&mut c, "SELECT migrate.rollback()");
+    exec(&mut c, "CALL migrate.wait_version('2_ev_kind', '120 s')");
+    assert_eq!(one::<String>(&mut c, "SELECT state FROM migrate.status() WHERE version = '2_ev_kind'"), "rolled_back");
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM pg_class WHERE relname LIKE 'ev%kind%'"), 0, "every partition's index went with it");
+
+    // Without a name pg_migrate cannot follow the index: a clear error from the job.
+    one::<String>(&mut c, "SELECT migrate.apply('3_unnamed', 'CREATE INDEX CONCURRENTLY ON ev (kind);')");
+    let err = c.batch_execute("CALL migrate.wait_version('3_unnamed', '120 s')").unwrap_err();
+    let db = err.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "0A000", "{db:?}");
+    assert!(db.message().contains("needs an index name"), "{}", db.message());
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"), 0);
+}

@@ -226,6 +226,17 @@ fn run_steps(job: i64, claimed: &Claimed, seats: &Seats) {
             i += 1;
             continue;
         }
+        // A migration's CREATE INDEX CONCURRENTLY on a partitioned table becomes the steps that
+        // build it partition by partition (PostgreSQL refuses CONCURRENTLY there).
+        match with_job_search_path(s.search_path.as_deref(), || executor::in_transaction(|| super::partitioned_build::split(job, &steps, i))) {
+            Ok(Ok(Some(split))) => {
+                steps = split;
+                continue;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(failure)) => return fail(job, &steps, i, failure),
+            Err(caught) => return fail(job, &steps, i, crate::error::Failure::new(caught.code, caught.message)),
+        }
         let resumed = claimed.attempts > 1 && i == claimed.cursor;
         let path = s.search_path.as_deref();
         if resumed && with_job_search_path(path, || super::cleanup::already_done(&step)) {

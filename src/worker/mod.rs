@@ -12,6 +12,7 @@ pub mod in_flight;
 pub mod job;
 pub mod launch;
 pub mod launcher;
+pub mod partitioned_build;
 pub mod partitions;
 pub mod slots;
 

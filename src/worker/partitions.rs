@@ -233,7 +233,7 @@ fn schema_name(oid: pg_sys::Oid) -> String {
 
 /// One SQL step of a job, classified as a migration's statement is (the worker cleans up after
 /// a failed CREATE INDEX CONCURRENTLY by the names classify() finds in it).
-fn sql_step(sql: String) -> Result<Step> {
+pub(super) fn sql_step(sql: String) -> Result<Step> {
     let script = crate::ddl::script::parse_labeled(crate::ddl::script::Direction::Up, "partition index step", &sql)?;
     let statement = script.statements.first().expect("one statement");
     Ok(Step::of(statement, 1, None))
@@ -341,10 +341,17 @@ pub fn run(job: i64, steps: &[Step], at: usize, what: &Internal) -> Result<Optio
     Ok(Some(all))
 }
 
-/// `steps` with `more` right after step `at`, numbered again.
+/// `steps` with `more` right after step `at`, numbered again. In a migration's job (a version's
+/// CREATE INDEX CONCURRENTLY on a partitioned table: partitioned_build.rs) they take the place of
+/// step `at` in the migration, so that its version is done only after the last of them.
 fn insert_after(steps: &[Step], at: usize, more: Vec<Step>) -> Vec<Step> {
     let mut all: Vec<Step> = steps[..=at].to_vec();
-    all.extend(more);
+    all.extend(more.into_iter().map(|mut s| {
+        if steps[at].version.is_some() {
+            take_place_of(&steps[at], &mut s);
+        }
+        s
+    }));
     all.extend_from_slice(&steps[at + 1..]);
     let total = all.len();
     for (n, s) in all.iter_mut().enumerate().filter(|(_, s)| s.version.is_none()) {
@@ -352,6 +359,15 @@ fn insert_after(steps: &[Step], at: usize, more: Vec<Step>) -> Vec<Step> {
         s.total = total;
     }
     all
+}
+
+/// `to` stands where `from` stood in its migration: version, direction, statement number and line.
+pub fn take_place_of(from: &Step, to: &mut Step) {
+    to.version = from.version.clone();
+    to.direction = from.direction.clone();
+    to.number = from.number;
+    to.total = from.total;
+    to.line = from.line;
 }
 
 /// A leaf partition of a partitioned table, with its copy of an index (see `leaves`).
