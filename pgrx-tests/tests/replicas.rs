@@ -36,10 +36,12 @@ fn jobs_resume_on_the_promoted_standby_after_a_failover() {
     let primary = Cluster::start_with(PRIMARY);
     primary.create_db("app");
     let mut c = primary.connect("app");
-    exec(&mut c, "CREATE TABLE ev (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
-                  INSERT INTO ev SELECT g, 0, md5(g::text) FROM generate_series(1, 40000) g;");
+    // scripts/failover-repeat.sh runs this test again and again with more rows.
+    let rows: i64 = std::env::var("PG_MIGRATE_FAILOVER_ROWS").ok().and_then(|r| r.parse().ok()).unwrap_or(40_000);
+    exec(&mut c, &format!("CREATE TABLE ev (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+                  INSERT INTO ev SELECT g, 0, md5(g::text) FROM generate_series(1, {rows}) g;"));
     let standby = primary.standby(&[]);
-    assert!(standby.wait_for("app", 60, "SELECT count(*) = 40000 FROM ev"), "the standby replays the table");
+    assert!(standby.wait_for("app", 120, &format!("SELECT count(*) = {rows} FROM ev")), "the standby replays the table");
     // On the standby, in recovery, the launcher is not running (it starts after promotion).
     let launchers: i64 = one(&mut standby.connect("app"), "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_migrate launcher'");
     assert_eq!(launchers, 0, "no launcher on a server in recovery");
@@ -55,14 +57,14 @@ fn jobs_resume_on_the_promoted_standby_after_a_failover() {
     assert!(primary.wait_for("app", 60, &format!("SELECT worker_alive FROM migrate.jobs WHERE job = {index_job}")));
     assert!(caught_up(&mut c, &standby));
     let done_before: i64 = one(&mut c, &format!("SELECT rows_done FROM migrate.progress WHERE job = {backfill}"));
-    assert!(done_before < 40000, "the backfill was still running at the failover");
+    assert!(done_before < rows, "the backfill was still running at the failover");
 
     drop((c, old));
     primary.stop("immediate");
     standby.promote();
 
     assert!(
-        standby.wait_for("app", 180, &format!("SELECT count(*) = 2 FROM migrate.jobs WHERE job IN ({backfill}, {index_job}) AND state = 'done'")),
+        standby.wait_for("app", 180 + (rows as u64) / 1000, &format!("SELECT count(*) = 2 FROM migrate.jobs WHERE job IN ({backfill}, {index_job}) AND state = 'done'")),
         "the promoted standby's launcher resumed both jobs and they finished"
     );
     let mut s = standby.connect("app");
@@ -72,7 +74,7 @@ fn jobs_resume_on_the_promoted_standby_after_a_failover() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(counts, vec![(1, 40000)], "every row updated exactly once across the failover");
+    assert_eq!(counts, vec![(1, rows)], "every row updated exactly once across the failover");
     let indexes: Vec<String> = s
         .query("SELECT indexrelid::regclass || ' ' || indisvalid FROM pg_index WHERE indrelid = 'ev'::regclass ORDER BY 1", &[])
         .unwrap()
