@@ -6,7 +6,7 @@
 #   3. the examples (examples/<tool>/test.sh): the real migration tools and drivers calling
 #      pg_migrate, each against its own server (PostgreSQL 15),
 #   4. the package per major: built (debug profile) and checked in a private copy of PostgreSQL.
-# Which majors run which part (the measured times are in the README's Testing section):
+# Which majors run which part (the measured times are in docs/testing.md):
 #   UNIT_MAJORS         the #[pg_test]s                          default: 15 16 17 18
 #   INTEGRATION_MAJORS  the whole integration suite              default: 15 16 17 18
 #   SECURITY_MAJORS     only the integration suite's security and update tests (for majors left

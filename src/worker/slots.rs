@@ -78,6 +78,10 @@ impl Busy {
 /// it ends.
 pub struct Seats {
     held: Vec<pg_sys::LOCKTAG>,
+    /// How many of `held` this worker still holds: all of them, until `keep` finds one taken by
+    /// another worker (then the ones before it). Drop releases only those: releasing a lock
+    /// not held makes PostgreSQL log a WARNING.
+    kept: std::cell::Cell<usize>,
 }
 
 /// The fourth key field of a seat's lock: SQL's advisory locks use 1 (one bigint key) and 2 (two
@@ -132,7 +136,7 @@ impl Seats {
                 role_name(owner)
             ));
         };
-        Ok(Seats { held: vec![cluster, mine] })
+        Ok(Seats { held: vec![cluster, mine], kept: std::cell::Cell::new(2) })
     }
 
     /// Takes the seats again if SQL the job ran gave them up (`pg_advisory_unlock_all()` and
@@ -140,13 +144,19 @@ impl Seats {
     /// False when another worker has taken one meanwhile: this worker must stop and leave the
     /// job to be resumed.
     pub fn keep(&self) -> bool {
-        self.held.iter().all(try_lock)
+        match self.held.iter().position(|tag| !try_lock(tag)) {
+            None => true,
+            Some(lost) => {
+                self.kept.set(lost);
+                false
+            }
+        }
     }
 }
 
 impl Drop for Seats {
     fn drop(&mut self) {
-        for tag in &self.held {
+        for tag in &self.held[..self.kept.get()] {
             unlock(tag);
         }
     }
