@@ -12,7 +12,10 @@
 #                    backfill => '{"sleep_ms": 0}')   (the default casts, new column amount_new)
 #   t_with_plpgsql  as t_with_up, made with SET migrate.compiled_sync_trigger = off: the generated
 #                    PL/pgSQL trigger instead of the compiled migrate.sync_row
-# (and, only when VARIANTS names it, t_with_noset: as t_with_plpgsql, then the generated trigger
+# (only when VARIANTS names it: t_with_floor, expanded like t_with_up, then its sync triggers
+# replaced by PostgreSQL's own C trigger suppress_redundant_updates_trigger() on UPDATE, which does
+# nearly nothing: the cost of having any BEFORE row trigger, a diagnostic;
+# and t_with_noset: as t_with_plpgsql, then the generated trigger
 # function's SET search_path clause removed with ALTER FUNCTION ... RESET search_path, a diagnostic)
 # and the script waits for the backfills (CALL migrate.wait(backfill_job)), so that the BEFORE
 # INSERT OR UPDATE trigger zz_migrate_sync_<change> is on the expanded tables while the changes
@@ -79,14 +82,16 @@ RESULTS=$RESULTS_DIR/sync_trigger-$(date +%Y%m%d-%H%M%S).txt
 # The tables ("variants"): without is the baseline and must come first. noset is a diagnostic,
 # not run by default: up's trigger with the SET search_path clause removed from its function.
 read -r -a VARIANTS <<<"${VARIANTS:-without up cast plpgsql}"
-declare -A TABLE=([without]=t_without [up]=t_with_up [cast]=t_with_cast [plpgsql]=t_with_plpgsql [noset]=t_with_noset)
-declare -A NEWCOL=([up]=amount_int [cast]=amount_new [plpgsql]=amount_int [noset]=amount_int)
-declare -A UPEXPR=([up]='round(amount)::int' [cast]='amount::integer' [plpgsql]='round(amount)::int' [noset]='round(amount)::int')
+declare -A TABLE=([without]=t_without [up]=t_with_up [cast]=t_with_cast [plpgsql]=t_with_plpgsql [noset]=t_with_noset [floor]=t_with_floor)
+declare -A NEWCOL=([up]=amount_int [cast]=amount_new [plpgsql]=amount_int [noset]=amount_int [floor]=amount_int)
+# floor keeps no column in step (its trigger does nothing): its check is trivially true
+declare -A UPEXPR=([up]='round(amount)::int' [cast]='amount::integer' [plpgsql]='round(amount)::int' [noset]='round(amount)::int' [floor]='amount_int')
 declare -A VNAME=([without]="without trigger" [up]="with trigger, up => round(amount)::int"
                   [cast]="with trigger, default cast" [plpgsql]="with the PL/pgSQL trigger (migrate.compiled_sync_trigger = off), up => round(amount)::int"
-                  [noset]="with the PL/pgSQL trigger, up expr, no SET search_path (diagnostic)")
+                  [noset]="with the PL/pgSQL trigger, up expr, no SET search_path (diagnostic)"
+                  [floor]="the new column, and instead of the sync triggers PostgreSQL's own C trigger suppress_redundant_updates_trigger() on UPDATE, which only compares the old and new rows: the cost of any BEFORE row trigger (diagnostic)")
 declare -A EXPAND
-for v in up plpgsql noset; do
+for v in up plpgsql noset floor; do
     EXPAND[$v]="SELECT migrate.expand_column('${TABLE[$v]}', 'amount', new_name => 'amount_int', new_type => 'integer', up => 'round(amount)::int', backfill => '{\"sleep_ms\": 0}')"
 done
 # the generated PL/pgSQL trigger, as 0.2.0 made it and as migrate.compiled_sync_trigger = off makes it
@@ -166,6 +171,14 @@ if [ -n "${EXPAND[noset]:-}" ] && [[ " ${WITH[*]} " == *" noset "* ]]; then
         q -c "ALTER FUNCTION $fn RESET search_path"
         log "diagnostic: ALTER FUNCTION $fn RESET search_path (its settings now: $(q -c "SELECT coalesce(proconfig::text, 'none') FROM pg_proc WHERE oid = '$fn'::regprocedure"))"
     done
+fi
+
+if [[ " ${WITH[*]} " == *" floor "* ]]; then
+    for tg in $(q -c "SELECT tgname FROM pg_trigger WHERE tgrelid = 't_with_floor'::regclass AND NOT tgisinternal"); do
+        q -c "DROP TRIGGER $tg ON t_with_floor"
+    done
+    q -c "CREATE TRIGGER zz_floor BEFORE UPDATE ON t_with_floor FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()"
+    log "diagnostic: t_with_floor's sync triggers replaced by suppress_redundant_updates_trigger() on UPDATE (a C trigger that returns the row unchanged unless it is identical to the old one)"
 fi
 
 # The new columns and the triggers must be there, and the backfill must have filled every row.
