@@ -325,6 +325,15 @@ impl Drop for Cluster {
     }
 }
 
+/// A cluster with database "app" (pg_migrate installed) and a session on it: what most tests
+/// start from.
+pub fn app() -> (Cluster, Client) {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    let c = pg.connect("app");
+    (pg, c)
+}
+
 /// The first column of the one row `sql` returns; a failing query panics with the server's
 /// SQLSTATE, message and detail.
 pub fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -> T {

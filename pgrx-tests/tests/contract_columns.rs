@@ -6,17 +6,11 @@
 //! one; and what cannot be carried (a generated column, a trigger, a rule) refused by name with
 //! nothing changed.
 
-use pg_migrate_integration::{exec, fails, one, Client, Cluster};
+use pg_migrate_integration::{app, exec, fails, one, Client, Cluster};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn app() -> (Cluster, Client) {
-    let pg = Cluster::start();
-    pg.create_db("app");
-    let c = pg.connect("app");
-    (pg, c)
-}
 
 fn rows(c: &mut Client, sql: &str) -> Vec<String> {
     c.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get::<_, String>(0)).collect()

@@ -5,7 +5,7 @@
 //! refused input, and the one-shot operations (add_column, create_index, drop_column,
 //! add_enum_value).
 
-use pg_migrate_integration::{exec, fails, one, pg_major, Client, Cluster};
+use pg_migrate_integration::{app, exec, fails, one, pg_major, Client, Cluster};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,13 +16,6 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------------
 
 
-/// A cluster with database "app" and pg_migrate installed.
-fn app() -> (Cluster, Client) {
-    let pg = Cluster::start();
-    pg.create_db("app");
-    let c = pg.connect("app");
-    (pg, c)
-}
 
 fn backfill_job(c: &mut Client, change: i64) -> i64 {
     let job: Option<i64> = c

@@ -7,7 +7,7 @@
 //! Each test asserts the final catalog: every partition's index attached (pg_inherits) and
 //! valid, the parent index valid, no INVALID index left.
 
-use pg_migrate_integration::{exec, fails, one, wait_until, Client, Cluster};
+use pg_migrate_integration::{app, exec, fails, one, wait_until, Client, Cluster};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,12 +16,6 @@ use std::time::{Duration, Instant};
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn app() -> (Cluster, Client) {
-    let pg = Cluster::start();
-    pg.create_db("app");
-    let c = pg.connect("app");
-    (pg, c)
-}
 
 fn rows(c: &mut Client, sql: &str) -> Vec<String> {
     c.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get::<_, String>(0)).collect()

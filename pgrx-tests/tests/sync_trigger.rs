@@ -5,14 +5,8 @@
 //! search_path; assignment semantics (a too-long value is an error, not cut); and a table owner
 //! cannot point the trigger at another change.
 
-use pg_migrate_integration::{attack_cluster, db_error, exec, fails, one, Client, Cluster};
+use pg_migrate_integration::{app, attack_cluster, db_error, exec, fails, one, Client, Cluster};
 
-fn app() -> (Cluster, Client) {
-    let pg = Cluster::start();
-    pg.create_db("app");
-    let c = pg.connect("app");
-    (pg, c)
-}
 
 fn rows(c: &mut Client, sql: &str) -> Vec<String> {
     c.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get(0)).collect()
