@@ -17,7 +17,17 @@ pub use postgres::{Client, Error, NoTls};
 /// Where the PostgreSQL programs are: PG_BIN (scripts/test.sh sets it to a project-owned
 /// installation), else Debian's 15.
 pub fn pg_bin() -> String {
-    std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string())
+    std::env::var("PG_BIN").unwrap_or_else(|_| {
+        // Said once: a run by hand without PG_BIN tests whatever pg_migrate the system has, not
+        // this checkout, and its failures mislead.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!(
+                "note: PG_BIN is not set: testing Debian's PostgreSQL 15 and the pg_migrate installed there; to test this checkout: source scripts/lib.sh && use_dev_postgres 15 && install_extension"
+            )
+        });
+        "/usr/lib/postgresql/15/bin".to_string()
+    })
 }
 
 fn pg_config(arg: &str) -> String {
