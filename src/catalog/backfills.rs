@@ -184,7 +184,7 @@ pub fn set_waiting(job: i64, why: Option<&str>) {
 pub fn record_batch(job: i64, d: &Done) {
     as_extension_owner(|| {
         Spi::run_with_args(
-            &format!("WITH b AS (
+            "WITH b AS (
                 UPDATE migrate.all_backfills
                    SET cursor = coalesce($2, cursor), rows_done = rows_done + $3, rows_scanned = rows_scanned + $4,
                        batch_size = $5, last_batch_ms = $6, rows_per_second = coalesce($7, rows_per_second),
@@ -194,8 +194,8 @@ pub fn record_batch(job: i64, d: &Done) {
                 SET state = CASE WHEN $8 THEN 'done' ELSE 'running' END,
                     started_at = coalesce(started_at, pg_catalog.clock_timestamp()),
                     finished_at = CASE WHEN $8 THEN pg_catalog.clock_timestamp() END,
-                    {} heartbeat = pg_catalog.clock_timestamp(), last_error = NULL
-              WHERE id = $1", super::jobs::forget_sqlstate()),
+                    heartbeat = pg_catalog.clock_timestamp(), last_error = NULL
+              WHERE id = $1",
             &[
                 job.into(),
                 d.cursor.map(|c| c.to_vec()).into(),

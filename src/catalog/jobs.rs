@@ -229,22 +229,19 @@ pub fn settled_state(job: i64) -> Option<String> {
     })
 }
 
-/// Whether migrate.all_jobs has last_sqlstate (0.3.0): a new library runs against the 0.2.0
-/// schema until ALTER EXTENSION UPDATE, and its workers must go on meanwhile.
-pub fn sqlstate_kept() -> bool {
-    crate::catalog::has_0_3_objects()
-}
-
-/// The assignment that clears a job's last SQLSTATE, when the schema has one.
-pub fn forget_sqlstate() -> &'static str {
-    if sqlstate_kept() { "last_sqlstate = NULL," } else { "" }
+/// The assignment that clears a job's last SQLSTATE, when migrate.all_jobs has one (0.3.0): a new
+/// library runs against the 0.2.0 schema until ALTER EXTENSION UPDATE, and its workers must go
+/// on meanwhile. Only a job that fails sets it, and only putting the job back in the queue
+/// clears it (with last_error).
+fn forget_sqlstate() -> &'static str {
+    if crate::catalog::has_0_3_objects() { "last_sqlstate = NULL," } else { "" }
 }
 
 /// Ends a job (a job cancelled meanwhile stays cancelled); a failed one keeps its error and the failed statement's own SQLSTATE (a duplicate
 /// key stays 23505), which `migrate.wait()` raises again.
 pub fn finish(job: i64, state: &str, error: Option<(&str, PgSqlErrorCode)>) {
     let (error, code) = error.map_or((None, None), |(e, c)| (Some(e), Some(crate::error::sqlstate(c))));
-    let keep = if sqlstate_kept() { "last_sqlstate = coalesce($4, last_sqlstate)," } else { "" };
+    let keep = if crate::catalog::has_0_3_objects() { "last_sqlstate = coalesce($4, last_sqlstate)," } else { "" };
     as_extension_owner(|| {
         Spi::run_with_args(
             &format!(

@@ -53,7 +53,8 @@ fn contract_as_owner(change: Change) -> Result<i64> {
         let state = change.backfill_state.as_deref().unwrap_or("gone");
         // A backfill queued in this very transaction (expand and contract in one batch) on a
         // table where no row needs it has nothing to do: it is ended as done, not waited for.
-        if state == "queued" && missing_rows(&change, &table, &spec, true) == 0 && crate::catalog::jobs::skip_queued(job) {
+        let none_missing = || missing_when(&change, &spec).is_none_or(|when| missing_rows(&table, &spec, &when, true) == 0);
+        if state == "queued" && none_missing() && crate::catalog::jobs::skip_queued(job) {
             notice(format!("pg_migrate: backfill job {job} of change {id} had no row to fill; it is done"));
         } else if state != "done" {
             return Err(Failure::new(
@@ -140,10 +141,9 @@ fn missing_when(change: &Change, spec: &ExpandSpec) -> Option<String> {
     }
 }
 
-/// How many rows lack their value (with `any`: 1 as soon as one does), counted as the change's
-/// owner under the change's search_path.
-fn missing_rows(change: &Change, table: &Table, spec: &ExpandSpec, any: bool) -> i64 {
-    let Some(when) = missing_when(change, spec) else { return 0 };
+/// How many rows match `when` (with `any`: 1 as soon as one does), counted as the change's owner
+/// under the change's search_path.
+fn missing_rows(table: &Table, spec: &ExpandSpec, when: &str, any: bool) -> i64 {
     let guc = GucScope::new();
     if let Some(path) = &spec.search_path {
         guc.set("search_path", path);
@@ -161,12 +161,12 @@ fn missing_rows(change: &Change, table: &Table, spec: &ExpandSpec, any: bool) ->
 /// The last check before the old column goes: every row that up() gives a value has one in
 /// the new column. A scan of the table, as the change's owner, beside the traffic.
 fn verify(change: &Change, table: &Table, spec: &ExpandSpec) -> Result<()> {
-    let missing = missing_rows(change, table, spec, false);
+    let Some(missing_when) = missing_when(change, spec) else { return Ok(()) };
+    let missing = missing_rows(table, spec, &missing_when, false);
     if missing == 0 {
         return Ok(());
     }
     let column = quote(change.new_column.as_deref().or(change.column_name.as_deref()).unwrap_or_default());
-    let missing_when = missing_when(change, spec).unwrap_or_default();
     Err(Failure::new(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         format!("change {} cannot be contracted: {missing} rows of {} have no value in {column}", change.change, table.name),

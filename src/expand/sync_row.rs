@@ -10,7 +10,7 @@
 //! the analysed trees on each row with no name lookup and no search_path switch.
 //!
 //! Like the PL/pgSQL function it replaces, the trigger carries everything in its own definition
-//! (its arguments: see `Args`), so that pg_dump and pg_upgrade keep it working, and a table owner
+//! (its arguments: see `call`), so that pg_dump and pg_upgrade keep it working, and a table owner
 //! who points it at a table of theirs gets nothing they could not write themselves: the
 //! arguments are SQL text, each checked to be one expression (as every expression pg_migrate
 //! takes), analysed and run with the writer's rights. Each expression is analysed when a row
@@ -27,7 +27,7 @@
 //! trigger's IS DISTINCT FROM does not see it. So the compiled trigger on UPDATE has no WHEN
 //! clause: the function decides.
 
-use super::facts::Table;
+use super::trigger::Sync;
 use super::rewrite::quote;
 use crate::ddl::session::GucScope;
 use pgrx::pg_sys::{self, Datum, Oid};
@@ -36,35 +36,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 
-/// The trigger's arguments, in order.
-pub struct Args<'a> {
-    pub change: i64,
-    pub backfill_job: i64,
-    pub old: &'a str,
-    pub new: &'a str,
-    /// The search_path the change was made with: names in the expressions resolve under it.
-    pub search_path: &'a str,
-    pub up: &'a str,
-    pub down: &'a str,
-    pub old_default: Option<&'a str>,
-}
-
-impl Args<'_> {
-    /// `migrate.sync_row('…', …)` for CREATE TRIGGER … EXECUTE FUNCTION.
-    pub fn call(&self) -> String {
-        let mut args = vec![
-            self.change.to_string(),
-            self.backfill_job.to_string(),
-            self.old.to_string(),
-            self.new.to_string(),
-            self.search_path.to_string(),
-            self.up.to_string(),
-            self.down.to_string(),
-        ];
-        args.extend(self.old_default.map(str::to_string));
-        let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', "''"))).collect();
-        format!("migrate.sync_row({})", quoted.join(", "))
-    }
+/// `migrate.sync_row('…', …)` for CREATE TRIGGER … EXECUTE FUNCTION: the change, its backfill
+/// job, the old and new columns, the schemas `search_path` the expressions resolve in, `up`,
+/// `down`, and the old column's default if it has one (the order `tree` and `running` read).
+pub fn call(s: &Sync, search_path: &str) -> String {
+    let mut args = vec![s.change.to_string(), s.backfill_job.to_string(), s.old.to_string(), s.new.to_string(), search_path.to_string(), s.up.to_string(), s.down.to_string()];
+    args.extend(s.old_default.map(str::to_string));
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', "''"))).collect();
+    format!("migrate.sync_row({})", quoted.join(", "))
 }
 
 /// Whether the compiled trigger can run these expressions on `table`: each one analyses as the
@@ -72,7 +51,8 @@ impl Args<'_> {
 /// function; both columns' types have a default equality (IS DISTINCT FROM's `=`, for the
 /// differential promise); the table has no virtual generated column (PostgreSQL 18 computes
 /// those after BEFORE triggers). Checked when the change is made, under the caller's search_path.
-pub fn can_compile(table: &Table, args: &Args) -> bool {
+pub fn can_compile(s: &Sync) -> bool {
+    let table = s.table;
     let plain_table = Spi::get_one_with_args::<bool>(
         "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attgenerated = 'v' AND NOT attisdropped)",
         &[table.oid.into()],
@@ -80,14 +60,14 @@ pub fn can_compile(table: &Table, args: &Args) -> bool {
     .ok()
     .flatten()
     .unwrap_or(false);
-    let comparable = [args.old, args.new].iter().all(|column| {
+    let comparable = [s.old, s.new].iter().all(|column| {
         let Ok(name) = CString::new(*column) else { return false };
         unsafe {
             let attnum = pg_sys::get_attnum(table.oid, name.as_ptr());
             attnum > 0 && !equality(attribute_type(table.oid, attnum).0).is_null()
         }
     });
-    let checks = [(args.new, Some(args.up)), (args.old, Some(args.down)), (args.old, args.old_default)];
+    let checks = [(s.new, Some(s.up)), (s.old, Some(s.down)), (s.old, s.old_default)];
     plain_table
         && comparable
         && checks.iter().all(|(column, expr)| match expr {

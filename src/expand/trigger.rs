@@ -9,7 +9,6 @@
 
 use super::facts::Table;
 use super::rewrite::{self, quote};
-use super::sync_row::Args;
 use crate::error::Result;
 
 pub struct Sync<'a> {
@@ -61,21 +60,9 @@ pub fn create(s: &Sync) -> Result<Made> {
     .ok()
     .flatten()
     .unwrap_or_default();
-    if crate::gucs::compiled_sync_trigger() && crate::catalog::has_0_3_objects() {
-        let args = Args {
-            change: s.change,
-            backfill_job: s.backfill_job,
-            old: s.old,
-            new: s.new,
-            search_path: &search_path,
-            up: s.up,
-            down: s.down,
-            old_default: s.old_default,
-        };
-        if super::sync_row::can_compile(s.table, &args) {
-            // No WHEN clause: the function compares the values' bytes itself (sync_row.rs).
-            return Ok(Made { function: None, triggers: triggers_sql(s, &args.call(), false) });
-        }
+    if crate::gucs::compiled_sync_trigger() && crate::catalog::has_0_3_objects() && super::sync_row::can_compile(s) {
+        // No WHEN clause: the function compares the values' bytes itself (sync_row.rs).
+        return Ok(Made { function: None, triggers: triggers_sql(s, &super::sync_row::call(s, &search_path), false) });
     }
     let (function, triggers) = plpgsql(s, &search_path)?;
     Ok(Made { function: Some(function), triggers })
